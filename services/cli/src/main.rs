@@ -1,0 +1,104 @@
+//! `hearth`: the command line for IT and auditors. Parses arguments, calls the libraries, reports.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage, 3 policy mismatch (the PCRs a secret was sealed to
+//! have changed), 4 TPM unreachable or busy.
+
+mod tpm;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hearth_tpm::{TpmConfig, TpmError, Transport};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Hearth appliance tools for IT and auditors"
+)]
+struct Cli {
+    /// Which TPM: `device:/dev/tpmrm0` or `swtpm:host=H,port=P`.
+    #[arg(
+        long,
+        global = true,
+        env = "HEARTH_TCTI",
+        default_value = "device:/dev/tpmrm0"
+    )]
+    tcti: String,
+
+    /// Give up on a TPM that does not answer within this many milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000, value_name = "MS")]
+    timeout_ms: u64,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Talk to the TPM: PCRs, sealing, quotes, counters.
+    #[command(subcommand)]
+    Tpm(tpm::TpmCommand),
+}
+
+/// Exit codes other tools can act on.
+const EXIT_ERROR: u8 = 1;
+const EXIT_POLICY_MISMATCH: u8 = 3;
+const EXIT_UNREACHABLE: u8 = 4;
+
+fn main() -> ExitCode {
+    if std::env::var_os("TSS2_LOG").is_none() {
+        // SAFETY: no other thread exists yet (the runtime and the TPM owner thread start
+        // below), so nothing can read the environment concurrently.
+        unsafe { std::env::set_var("TSS2_LOG", "all+NONE") };
+    }
+    let cli = Cli::parse();
+    // Warnings (a software TPM, for one) go to stderr; tss-esapi's own error logs are dropped
+    // because every failure reaches the user once, as our typed error. HEARTH_LOG overrides.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tss_esapi=off")),
+        )
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let transport: Transport = cli.tcti.parse()?;
+    let config = TpmConfig::new(transport).with_timeout(Duration::from_millis(cli.timeout_ms));
+    match cli.command {
+        Command::Tpm(cmd) => tpm::run(config, cmd).await,
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<TpmError>() {
+        Some(TpmError::PolicyMismatch { .. }) => EXIT_POLICY_MISMATCH,
+        Some(TpmError::Unreachable { .. } | TpmError::Busy { .. }) => EXIT_UNREACHABLE,
+        _ => EXIT_ERROR,
+    }
+}

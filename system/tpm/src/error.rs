@@ -1,0 +1,141 @@
+//! Errors of TPM operations.
+
+use std::time::Duration;
+
+use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
+
+/// Everything that can go wrong talking to the TPM.
+///
+/// Policy failures are reported by value ([`TpmError::PolicyMismatch`] names the PCRs that
+/// moved), so callers can tell "the measurements changed" from "the TPM is broken".
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    /// The TPM could not be reached, or did not answer within the configured timeout.
+    #[error("TPM unreachable at {tcti}")]
+    Unreachable {
+        tcti: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The owner thread's queue is full; maps to HTTP 503.
+    #[error("TPM busy: {queued} requests already queued")]
+    Busy { queued: usize },
+
+    /// The owner thread is gone (it panicked or its TPM connection failed for good).
+    #[error("TPM owner thread has stopped")]
+    Unavailable,
+
+    /// Unsealing failed because these PCRs differ from their values at sealing time.
+    #[error("policy mismatch: {}", describe_changed(changed))]
+    PolicyMismatch { changed: Vec<u8> },
+
+    /// The TPM is in dictionary-attack lockout and refuses authorizations for a while.
+    #[error("TPM is in dictionary-attack lockout; authorizations are refused until it recovers")]
+    Lockout,
+
+    /// A TPM command failed; the source decodes the response code.
+    #[error("TPM command {command} failed")]
+    Tpm {
+        command: &'static str,
+        #[source]
+        source: tss_esapi::Error,
+    },
+
+    /// The caller passed something the TPM cannot take.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// A sealed blob that does not parse or does not fit the TPM's formats.
+    #[error("sealed blob is malformed: {reason}")]
+    MalformedBlob { reason: String },
+
+    /// An NV counter that was never defined.
+    #[error("NV index {index:#010x} is not defined (incrementing it defines it)")]
+    CounterNotDefined { index: u32 },
+
+    /// An NV index that exists but is not a counter.
+    #[error("NV index {index:#010x} is not a monotonic counter")]
+    NotACounter { index: u32 },
+
+    /// The persistent handle holds a key that is not a Hearth attestation key.
+    #[error(
+        "persistent handle {handle:#010x} holds a key that is not an ECC P-256 restricted signing key"
+    )]
+    ForeignAk { handle: u32 },
+
+    /// The TPM answered with something the TPM specification does not allow.
+    #[error("TPM returned an unexpected value: {0}")]
+    Unexpected(String),
+}
+
+impl From<hearth_attest::pcr::PcrError> for TpmError {
+    fn from(e: hearth_attest::pcr::PcrError) -> Self {
+        TpmError::InvalidInput(e.0)
+    }
+}
+
+impl TpmError {
+    /// Wraps a tss-esapi error from `command`, lifting the response codes callers act on.
+    pub(crate) fn tss(command: &'static str, source: tss_esapi::Error) -> TpmError {
+        if let tss_esapi::Error::Tss2Error(rc) = source {
+            if rc.kind() == Some(Tss2ResponseCodeKind::Lockout) {
+                return TpmError::Lockout;
+            }
+        }
+        TpmError::Tpm { command, source }
+    }
+
+    pub(crate) fn timeout(tcti: &str, after: Duration) -> TpmError {
+        TpmError::Unreachable {
+            tcti: tcti.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} ms", after.as_millis()),
+            ),
+        }
+    }
+
+    /// The response-code kind of a TPM error, if this is one.
+    pub fn tpm_kind(&self) -> Option<Tss2ResponseCodeKind> {
+        match self {
+            TpmError::Tpm {
+                source: tss_esapi::Error::Tss2Error(rc),
+                ..
+            } => rc.kind(),
+            _ => None,
+        }
+    }
+}
+
+fn describe_changed(changed: &[u8]) -> String {
+    match changed {
+        [] => "the policy no longer matches, although no selected PCR changed".to_owned(),
+        [one] => format!("PCR {one} changed since sealing"),
+        many => {
+            let list: Vec<String> = many.iter().map(u8::to_string).collect();
+            format!("PCRs {} changed since sealing", list.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_mismatch_names_the_pcrs() {
+        let one = TpmError::PolicyMismatch { changed: vec![11] };
+        assert_eq!(
+            one.to_string(),
+            "policy mismatch: PCR 11 changed since sealing"
+        );
+        let two = TpmError::PolicyMismatch {
+            changed: vec![7, 11],
+        };
+        assert_eq!(
+            two.to_string(),
+            "policy mismatch: PCRs 7, 11 changed since sealing"
+        );
+    }
+}
