@@ -9,7 +9,6 @@
 //! and the `hearth-dev-swtpm` binary used by `just run`; nothing in the appliance links it.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -272,11 +271,4 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Writes `text` to `path` atomically enough for a pid file.
-pub fn write_file(path: &Path, text: &str) -> Result<()> {
-    let mut f = fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }

@@ -23,10 +23,10 @@ use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth, Provision};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    AttestInfo, CapabilityData, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
-    KeyDerivationFunctionScheme, KeyedHashScheme, NvPublicBuilder, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, SignatureScheme,
-    SymmetricDefinition, SymmetricDefinitionObject,
+    AttestInfo, CapabilityData, Data, Digest, DigestValues, EccParameter, EccPoint, EccScheme,
+    HashScheme, KeyDerivationFunctionScheme, KeyedHashScheme, NvPublicBuilder, Private, Public,
+    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData,
+    SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::{DeviceConfig, NetworkTPMConfig};
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -102,7 +102,8 @@ pub struct Tpm {
     ctx: Context,
     info: TpmInfo,
     ak_handle: u32,
-    srk: Option<KeyHandle>,
+    /// The storage root key and whether it is persistent (closed, not flushed, on drop).
+    srk: Option<(KeyHandle, bool)>,
     ak: Option<KeyHandle>,
 }
 
@@ -356,45 +357,76 @@ impl Tpm {
 
     // ---- Sealing ----------------------------------------------------------------------------
 
-    /// The storage root key: an ECC P-256 primary in the owner hierarchy, recreated from its
-    /// template (deterministic) once per session and kept loaded.
+    /// The storage root key: the TCG standard ECC P-256 SRK (TCG TPM v2.0 Provisioning Guidance)
+    /// at its recommended persistent handle 0x81000001, so that this process, later ones and
+    /// other stacks that follow the guidance share it without regenerating it.
+    /// Falls back to a transient copy when that handle holds a different key or cannot be
+    /// written.
     fn srk(&mut self) -> Result<KeyHandle, TpmError> {
-        if let Some(srk) = self.srk {
+        if let Some((srk, _)) = self.srk {
             return Ok(srk);
         }
-        let attributes = ObjectAttributesBuilder::new()
-            .with_fixed_tpm(true)
-            .with_fixed_parent(true)
-            .with_sensitive_data_origin(true)
-            .with_user_with_auth(true)
-            .with_restricted(true)
-            .with_decrypt(true)
-            .with_no_da(true)
-            .build()
-            .map_err(|e| TpmError::tss("CreatePrimary", e))?;
-        let public = PublicBuilder::new()
-            .with_public_algorithm(PublicAlgorithm::Ecc)
-            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-            .with_object_attributes(attributes)
-            .with_ecc_parameters(
-                PublicEccParametersBuilder::new_restricted_decryption_key(
-                    SymmetricDefinitionObject::AES_128_CFB,
-                    EccCurve::NistP256,
-                )
-                .build()
-                .map_err(|e| TpmError::tss("CreatePrimary", e))?,
-            )
-            .with_ecc_unique_identifier(EccPoint::default())
-            .build()
-            .map_err(|e| TpmError::tss("CreatePrimary", e))?;
-        let result = self
+        let template = srk_template().map_err(|e| TpmError::tss("CreatePrimary", e))?;
+        let persistent =
+            PersistentTpmHandle::new(SRK_HANDLE).map_err(|e| TpmError::tss("CreatePrimary", e))?;
+        let existing = self
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(persistent)));
+        let slot_free = match existing {
+            Ok(obj) => {
+                let key = KeyHandle::from(obj);
+                let (public, _, _) = self
+                    .ctx
+                    .execute_without_session(|c| c.read_public(key))
+                    .map_err(|e| TpmError::tss("ReadPublic", e))?;
+                if same_key_template(&public, &template) {
+                    self.srk = Some((key, true));
+                    return Ok(key);
+                }
+                tracing::info!(
+                    component = "tpm",
+                    "0x81000001 holds another storage key; using a transient SRK"
+                );
+                let mut obj = obj;
+                let _ = self.ctx.tr_close(&mut obj);
+                false
+            }
+            Err(tss_esapi::Error::Tss2Error(rc))
+                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) =>
+            {
+                true
+            }
+            Err(e) => return Err(TpmError::tss("TR_FromTPMPublic", e)),
+        };
+        let key = self
             .ctx
             .execute_with_nullauth_session(|c| {
-                c.create_primary(Hierarchy::Owner, public, None, None, None, None)
+                c.create_primary(Hierarchy::Owner, template, None, None, None, None)
             })
-            .map_err(|e| TpmError::tss("CreatePrimary", e))?;
-        self.srk = Some(result.key_handle);
-        Ok(result.key_handle)
+            .map_err(|e| TpmError::tss("CreatePrimary", e))?
+            .key_handle;
+        if slot_free {
+            let persisted = self.ctx.execute_with_nullauth_session(|c| {
+                c.evict_control(
+                    Provision::Owner,
+                    key.into(),
+                    Persistent::Persistent(persistent),
+                )
+            });
+            match persisted {
+                Ok(obj) => {
+                    self.flush(key.into());
+                    let key = KeyHandle::from(obj);
+                    self.srk = Some((key, true));
+                    return Ok(key);
+                }
+                Err(e) => {
+                    tracing::info!(component = "tpm", error = %e, "could not persist the SRK");
+                }
+            }
+        }
+        self.srk = Some((key, false));
+        Ok(key)
     }
 
     /// A session salted with the SRK that encrypts the first command and response parameters,
@@ -871,8 +903,13 @@ impl Tpm {
 
 impl Drop for Tpm {
     fn drop(&mut self) {
-        if let Some(srk) = self.srk.take() {
-            self.flush(srk.into());
+        match self.srk.take() {
+            Some((srk, true)) => {
+                let mut obj = ObjectHandle::from(srk);
+                let _ = self.ctx.tr_close(&mut obj);
+            }
+            Some((srk, false)) => self.flush(srk.into()),
+            None => {}
         }
         if let Some(ak) = self.ak.take() {
             // A persistent object: close the ESYS resource, the key stays in the TPM.
@@ -911,6 +948,60 @@ impl DeviceConfigExt for DeviceConfig {
         })?;
         text.parse()
             .map_err(|e| TpmError::tss("TCTI configuration", e))
+    }
+}
+
+/// TCG-recommended persistent handle of the storage root key.
+const SRK_HANDLE: u32 = 0x8100_0001;
+
+/// The ECC P-256 storage root key template of the TCG Provisioning Guidance (7.5.1): AES-128-CFB,
+/// noDA, unique fields of 32 zero bytes.
+fn srk_template() -> tss_esapi::Result<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .with_no_da(true)
+        .build()?;
+    let zeros = || EccParameter::try_from(vec![0u8; 32]);
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::new(zeros()?, zeros()?))
+        .build()
+}
+
+/// Whether `public` is a key made from `template` (everything but the unique field agrees).
+fn same_key_template(public: &Public, template: &Public) -> bool {
+    match (public, template) {
+        (
+            Public::Ecc {
+                object_attributes: a1,
+                name_hashing_algorithm: n1,
+                auth_policy: p1,
+                parameters: e1,
+                ..
+            },
+            Public::Ecc {
+                object_attributes: a2,
+                name_hashing_algorithm: n2,
+                auth_policy: p2,
+                parameters: e2,
+                ..
+            },
+        ) => a1 == a2 && n1 == n2 && p1 == p2 && e1 == e2,
+        _ => false,
     }
 }
 

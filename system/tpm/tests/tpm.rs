@@ -182,6 +182,61 @@ mod seal {
         assert_eq!(tpm.unseal(&blob).unwrap().expose(), b"room again");
     }
 
+    fn tools(sw: &Swtpm, program: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env("TPM2TOOLS_TCTI", sw.tcti())
+            .env("TSS2_LOG", "all+NONE")
+            .output()
+            .expect("tpm2-tools (`just setup` installs them)");
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn the_srk_and_ak_are_persisted_at_their_handles() {
+        let sw = Swtpm::start().unwrap();
+        assert!(!tools(&sw, "tpm2_getcap", &["handles-persistent"]).contains("0x81000001"));
+        let mut tpm = open(&sw);
+        tpm.seal(b"x", &sel("7")).unwrap();
+        tpm.ak_public().unwrap();
+        drop(tpm);
+        let persistent = tools(&sw, "tpm2_getcap", &["handles-persistent"]);
+        assert!(persistent.contains("0x81000001"), "{persistent}");
+        assert!(persistent.contains("0x81020001"), "{persistent}");
+        // Nothing transient is left behind.
+        assert_eq!(tools(&sw, "tpm2_getcap", &["handles-transient"]).trim(), "");
+    }
+
+    #[test]
+    fn a_foreign_key_at_the_srk_handle_is_left_alone() {
+        let sw = Swtpm::start().unwrap();
+        let dir = tempfile_dir();
+        let ctx = dir.path().join("rsa.ctx");
+        let ctx = ctx.to_str().unwrap();
+        tools(
+            &sw,
+            "tpm2_createprimary",
+            &["-Q", "-C", "o", "-G", "rsa", "-c", ctx],
+        );
+        tools(
+            &sw,
+            "tpm2_evictcontrol",
+            &["-Q", "-C", "o", "-c", ctx, "0x81000001"],
+        );
+        tools(&sw, "tpm2_flushcontext", &["-t"]);
+        let before = tools(&sw, "tpm2_readpublic", &["-c", "0x81000001"]);
+        let mut tpm = open(&sw);
+        let blob = tpm.seal(b"still works", &sel("7")).unwrap();
+        assert_eq!(tpm.unseal(&blob).unwrap().expose(), b"still works");
+        drop(tpm);
+        assert_eq!(tools(&sw, "tpm2_readpublic", &["-c", "0x81000001"]), before);
+    }
+
     fn tempfile_dir() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
     }

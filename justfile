@@ -1,0 +1,47 @@
+# Hearth developer commands. Each recipe is one line; the logic lives in the crates.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Debian packages the build, the tests and `just run` need.
+packages := "swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config"
+swtpm_port := "2321"
+
+# List the recipes.
+default:
+    @just --list
+
+# Install missing Debian packages (idempotent; quiet when everything is there).
+setup:
+    @missing=$(for p in {{packages}}; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done); if [ -n "$missing" ]; then echo "installing:" $missing; sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
+
+# Start a software TPM with state under ./.hearth/ and print its PCRs (the daemon comes later).
+run: setup
+    cargo build -q -p hearth-cli -p hearth-tpm-testkit && target/debug/hearth-dev-swtpm --state .hearth/tpm --port {{swtpm_port}} && target/debug/hearth --tcti swtpm:host=127.0.0.1,port={{swtpm_port}} tpm pcrs --bank all
+
+# Stop the software TPM that `just run` started (its state stays in ./.hearth/).
+stop:
+    cargo run -q -p hearth-tpm-testkit --bin hearth-dev-swtpm -- --state .hearth/tpm --stop
+
+# Run the whole test suite (every test against real swtpm processes).
+test: setup
+    cargo test --workspace --locked
+
+# Formatting and clippy, as CI runs them.
+lint:
+    cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Benchmarks: TPM operations on swtpm, with tpm2-tools measured in the same run.
+bench: setup
+    cargo bench -p hearth-cli --bench tpm
+
+# Build the fuzz targets, uninstrumented (CI keeps them compiling).
+fuzz-build:
+    cd fuzz && cargo build --locked --release --bins
+
+# Fuzz one target for a while, e.g. `just fuzz quote_attest 60` (needs `cargo install cargo-fuzz`).
+fuzz target seconds="60":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none {{target}} -- -max_total_time={{seconds}}
+
+# Check licences, duplicate crates and advisories (needs `cargo install cargo-deny`).
+deny:
+    cargo deny check
