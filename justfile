@@ -42,6 +42,7 @@ fuzz-build:
 fuzz target seconds="60":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none {{target}} -- -max_total_time={{seconds}}
 
-# Check licences, duplicate crates and advisories (needs `cargo install cargo-deny`).
+# Check licences, duplicate crates and sources (needs `cargo install cargo-deny`; add
+# `advisories` where the RustSec database can be fetched).
 deny:
-    cargo deny check
+    cargo deny check licenses bans sources

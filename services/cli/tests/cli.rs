@@ -230,7 +230,7 @@ fn a_software_tpm_is_announced_loudly() {
 #[test]
 fn errors_are_one_clear_line_with_a_nonzero_exit() {
     let sw = Swtpm::start().unwrap();
-    let cases: [(&[&str], &[u8], i32, &str); 6] = [
+    let cases: [(&[&str], &[u8], i32, &str); 7] = [
         (
             &["tpm", "unseal"],
             b"{not json",
@@ -256,6 +256,13 @@ fn errors_are_one_clear_line_with_a_nonzero_exit() {
             b"",
             1,
             "is not an NV index",
+        ),
+        // A TPM refusal is decoded to text, with its response code, once.
+        (
+            &["tpm", "extend", "--pcr", "17", "--data", "x"],
+            b"",
+            1,
+            "error: TPM command PCR_Extend failed: bad locality (TPM response code 0x907)",
         ),
     ];
     for (args, stdin, code, needle) in cases {

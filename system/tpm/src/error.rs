@@ -39,7 +39,7 @@ pub enum TpmError {
     Tpm {
         command: &'static str,
         #[source]
-        source: tss_esapi::Error,
+        source: TssError,
     },
 
     /// The caller passed something the TPM cannot take.
@@ -83,7 +83,10 @@ impl TpmError {
                 return TpmError::Lockout;
             }
         }
-        TpmError::Tpm { command, source }
+        TpmError::Tpm {
+            command,
+            source: TssError(source),
+        }
     }
 
     pub(crate) fn timeout(tcti: &str, after: Duration) -> TpmError {
@@ -100,13 +103,47 @@ impl TpmError {
     pub fn tpm_kind(&self) -> Option<Tss2ResponseCodeKind> {
         match self {
             TpmError::Tpm {
-                source: tss_esapi::Error::Tss2Error(rc),
+                source: TssError(tss_esapi::Error::Tss2Error(rc)),
                 ..
             } => rc.kind(),
             _ => None,
         }
     }
 }
+
+/// A tss-esapi error, shown once: tss-esapi repeats its message down its source chain, so this
+/// wrapper prints the decoded text and the raw response code on one line and ends the chain.
+#[derive(Debug)]
+pub struct TssError(pub tss_esapi::Error);
+
+impl std::fmt::Display for TssError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut messages: Vec<String> = Vec::new();
+        let mut next: Option<&dyn std::error::Error> = Some(&self.0);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !messages.contains(&text) {
+                messages.push(text);
+            }
+            next = e.source();
+        }
+        let code = messages
+            .iter()
+            .position(|m| m.starts_with("Response code value: "))
+            .map(|i| messages.remove(i));
+        f.write_str(&messages.join(": "))?;
+        if let Some(code) = code {
+            write!(
+                f,
+                " (TPM response code {})",
+                code.trim_start_matches("Response code value: ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TssError {}
 
 fn describe_changed(changed: &[u8]) -> String {
     match changed {

@@ -25,7 +25,7 @@ mod tpm;
 mod tss;
 
 pub use config::{DEFAULT_AK_HANDLE, TpmConfig, Transport};
-pub use error::TpmError;
+pub use error::{TpmError, TssError};
 pub use handle::TpmHandle;
 pub use hearth_attest::pcr::{self, Bank, PcrSelection, PcrValues};
 pub use seal::{SEALED_BLOB_FORMAT, SealedBlob, Secret};
