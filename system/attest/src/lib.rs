@@ -1,7 +1,6 @@
 //! hearth-attest: what an auditor runs, in pure Rust.
 //!
-//! What it is for: the PCR types shared by the appliance and its verifiers ([`pcr`]), and the
-//! parsing and verification of TPM quotes ([`quote`]): TPMS_ATTEST, TPMT_SIGNATURE and the
+//! What it is for: the parsing and verification of TPM quotes ([`quote`]): TPMS_ATTEST, TPMT_SIGNATURE and the
 //! attestation key's TPM2B_PUBLIC, checked with `ring`. It links no TSS C library, so the
 //! auditor's `hearth verify` runs anywhere.
 //!
@@ -13,6 +12,6 @@
 //! - "Cannot verify" (malformed input) is an error; "verified and found wanting" is a verdict
 //!   that lists every failed check, never only the first.
 
-pub mod pcr;
+pub use hearth_eventlog::pcr;
 pub mod quote;
 mod reader;

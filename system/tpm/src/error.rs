@@ -69,8 +69,8 @@ pub enum TpmError {
     Unexpected(String),
 }
 
-impl From<hearth_attest::pcr::PcrError> for TpmError {
-    fn from(e: hearth_attest::pcr::PcrError) -> Self {
+impl From<hearth_eventlog::pcr::PcrError> for TpmError {
+    fn from(e: hearth_eventlog::pcr::PcrError) -> Self {
         TpmError::InvalidInput(e.0)
     }
 }

@@ -15,7 +15,7 @@ use crate::config::TpmConfig;
 use crate::error::TpmError;
 use crate::seal::{SealedBlob, Secret};
 use crate::tpm::{AkPublic, EkCertificate, Quote, Tpm, TpmInfo};
-use hearth_attest::pcr::{PcrSelection, PcrValues};
+use hearth_eventlog::pcr::{PcrSelection, PcrValues};
 
 type Job = Box<dyn FnOnce(&mut Tpm) + Send>;
 

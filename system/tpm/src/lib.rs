@@ -27,7 +27,7 @@ mod tss;
 pub use config::{DEFAULT_AK_HANDLE, TpmConfig, Transport};
 pub use error::{TpmError, TssError};
 pub use handle::TpmHandle;
-pub use hearth_attest::pcr::{self, Bank, PcrSelection, PcrValues};
+pub use hearth_eventlog::pcr::{self, Bank, PcrSelection, PcrValues};
 pub use seal::{SEALED_BLOB_FORMAT, SealedBlob, Secret};
 pub use tpm::{AkPublic, EkCertificate, MAX_NONCE, MAX_SEALED_SECRET, Quote, Tpm, TpmInfo};
 pub use tss_esapi::constants::response_code::Tss2ResponseCodeKind;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::TpmError;
-use hearth_attest::pcr::{Bank, PcrSelection, PcrValues, policy_pcr_digest};
+use hearth_eventlog::pcr::{Bank, PcrSelection, PcrValues, policy_pcr_digest};
 
 /// The format tag of [`SealedBlob`] JSON.
 pub const SEALED_BLOB_FORMAT: &str = "hearth-tpm-sealed/1";
@@ -186,6 +186,14 @@ mod tests {
             let err = SealedBlob::from_json(bad).unwrap_err();
             assert!(matches!(err, TpmError::MalformedBlob { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn impossible_pcr_indices_are_refused() {
+        let mut json: serde_json::Value = serde_json::from_str(&blob().to_json()).unwrap();
+        json["selection"] = serde_json::json!({ "sha256": [7, 200] });
+        let err = SealedBlob::from_json(json.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("PCR 200 does not exist"), "{err}");
     }
 
     #[test]

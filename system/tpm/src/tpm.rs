@@ -37,7 +37,7 @@ use crate::config::{TpmConfig, Transport};
 use crate::error::TpmError;
 use crate::seal::{SealedBlob, Secret};
 use crate::tss;
-use hearth_attest::pcr::{Bank, PCR_COUNT, PcrSelection, PcrValues, policy_pcr_digest};
+use hearth_eventlog::pcr::{Bank, PCR_COUNT, PcrSelection, PcrValues, policy_pcr_digest};
 
 /// Largest secret a TPM seals into a keyed-hash object (MAX_SYM_DATA).
 pub const MAX_SEALED_SECRET: usize = 128;
@@ -130,7 +130,12 @@ impl Tpm {
         let tcti = match &config.transport {
             Transport::Device { path } => {
                 std::fs::metadata(path).map_err(unreachable)?;
-                let conf = DeviceConfig::from_str_checked(path)?;
+                let text = path.to_str().ok_or_else(|| {
+                    TpmError::InvalidInput(format!("TPM device path {path:?} is not UTF-8"))
+                })?;
+                let conf = text
+                    .parse::<DeviceConfig>()
+                    .map_err(|e| TpmError::tss("TCTI configuration", e))?;
                 TctiNameConf::Device(conf)
             }
             Transport::Swtpm { host, port } => {
@@ -176,7 +181,8 @@ impl Tpm {
             );
             // swtpm has no resource manager: objects a killed client left loaded stay loaded and
             // eat the TPM's three object slots. swtpm serves one client at a time, so anything
-            // loaded now is a leftover.
+            // loaded now is a leftover. (Sessions are flushed best effort: ESYS cannot always
+            // address a session it did not start, and saved sessions are not ours to drop.)
             if matches!(config.transport, Transport::Swtpm { .. }) {
                 tpm.flush_leftovers();
             }
@@ -935,20 +941,6 @@ fn probe(host: &str, port: u16, timeout: Duration) -> std::io::Result<()> {
         }
     }
     Err(last)
-}
-
-trait DeviceConfigExt: Sized {
-    fn from_str_checked(path: &std::path::Path) -> Result<Self, TpmError>;
-}
-
-impl DeviceConfigExt for DeviceConfig {
-    fn from_str_checked(path: &std::path::Path) -> Result<Self, TpmError> {
-        let text = path.to_str().ok_or_else(|| {
-            TpmError::InvalidInput(format!("TPM device path {path:?} is not UTF-8"))
-        })?;
-        text.parse()
-            .map_err(|e| TpmError::tss("TCTI configuration", e))
-    }
 }
 
 /// TCG-recommended persistent handle of the storage root key.

@@ -1,6 +1,6 @@
 //! Conversions between hearth-attest's pure PCR types and tss-esapi's.
 
-use hearth_attest::pcr::{Bank, PcrSelection};
+use hearth_eventlog::pcr::{Bank, PcrSelection};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::structures::{PcrSelectionList, PcrSelectionListBuilder, PcrSlot};
 
@@ -12,6 +12,7 @@ pub(crate) fn alg(bank: Bank) -> HashingAlgorithm {
         Bank::Sha256 => HashingAlgorithm::Sha256,
         Bank::Sha384 => HashingAlgorithm::Sha384,
         Bank::Sha512 => HashingAlgorithm::Sha512,
+        Bank::Sm3_256 => HashingAlgorithm::Sm3_256,
     }
 }
 
@@ -21,6 +22,7 @@ pub(crate) fn bank(alg: HashingAlgorithm) -> Option<Bank> {
         HashingAlgorithm::Sha256 => Some(Bank::Sha256),
         HashingAlgorithm::Sha384 => Some(Bank::Sha384),
         HashingAlgorithm::Sha512 => Some(Bank::Sha512),
+        HashingAlgorithm::Sm3_256 => Some(Bank::Sm3_256),
         _ => None,
     }
 }

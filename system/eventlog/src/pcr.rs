@@ -22,10 +22,18 @@ pub enum Bank {
     Sha256,
     Sha384,
     Sha512,
+    #[serde(rename = "sm3_256")]
+    Sm3_256,
 }
 
 impl Bank {
-    pub const ALL: [Bank; 4] = [Bank::Sha1, Bank::Sha256, Bank::Sha384, Bank::Sha512];
+    pub const ALL: [Bank; 5] = [
+        Bank::Sha1,
+        Bank::Sha256,
+        Bank::Sha384,
+        Bank::Sha512,
+        Bank::Sm3_256,
+    ];
 
     /// Digest size in bytes.
     pub fn digest_len(self) -> usize {
@@ -34,6 +42,7 @@ impl Bank {
             Bank::Sha256 => 32,
             Bank::Sha384 => 48,
             Bank::Sha512 => 64,
+            Bank::Sm3_256 => 32,
         }
     }
 
@@ -44,6 +53,7 @@ impl Bank {
             Bank::Sha256 => 0x000B,
             Bank::Sha384 => 0x000C,
             Bank::Sha512 => 0x000D,
+            Bank::Sm3_256 => 0x0012,
         }
     }
 
@@ -57,6 +67,7 @@ impl Bank {
             Bank::Sha256 => "sha256",
             Bank::Sha384 => "sha384",
             Bank::Sha512 => "sha512",
+            Bank::Sm3_256 => "sm3_256",
         }
     }
 
@@ -67,6 +78,10 @@ impl Bank {
             Bank::Sha256 => &ring::digest::SHA256,
             Bank::Sha384 => &ring::digest::SHA384,
             Bank::Sha512 => &ring::digest::SHA512,
+            Bank::Sm3_256 => {
+                use sm3::Digest as _;
+                return sm3::Sm3::digest(data).to_vec();
+            }
         };
         ring::digest::digest(alg, data).as_ref().to_vec()
     }
@@ -95,7 +110,7 @@ impl FromStr for Bank {
             .find(|b| b.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
                 PcrError(format!(
-                    "unknown PCR bank {s:?} (expected sha1, sha256, sha384 or sha512)"
+                    "unknown PCR bank {s:?} (expected sha1, sha256, sha384, sha512 or sm3_256)"
                 ))
             })
     }
@@ -106,9 +121,31 @@ impl FromStr for Bank {
 /// Text form (as tpm2-tools writes it): `sha256:0,1,7+sha1:0-7`; a bare list such as `7,11` or
 /// `0-15` means the sha256 bank.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(
+    into = "BTreeMap<Bank, BTreeSet<u8>>",
+    try_from = "BTreeMap<Bank, BTreeSet<u8>>"
+)]
 pub struct PcrSelection {
     banks: BTreeMap<Bank, BTreeSet<u8>>,
+}
+
+impl From<PcrSelection> for BTreeMap<Bank, BTreeSet<u8>> {
+    fn from(sel: PcrSelection) -> Self {
+        sel.banks
+    }
+}
+
+/// Deserialization checks every index, as parsing does.
+impl TryFrom<BTreeMap<Bank, BTreeSet<u8>>> for PcrSelection {
+    type Error = PcrError;
+
+    fn try_from(banks: BTreeMap<Bank, BTreeSet<u8>>) -> Result<Self, PcrError> {
+        let mut sel = PcrSelection::default();
+        for (bank, pcrs) in banks {
+            sel.add(bank, pcrs)?;
+        }
+        Ok(sel)
+    }
 }
 
 impl PcrSelection {
@@ -276,9 +313,41 @@ impl<'de> Deserialize<'de> for HexBytes {
 ///
 /// JSON form: `{"sha256": {"0": "hex", "7": "hex"}}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(
+    into = "BTreeMap<Bank, BTreeMap<u8, HexBytes>>",
+    try_from = "BTreeMap<Bank, BTreeMap<u8, HexBytes>>"
+)]
 pub struct PcrValues {
     banks: BTreeMap<Bank, BTreeMap<u8, HexBytes>>,
+}
+
+impl From<PcrValues> for BTreeMap<Bank, BTreeMap<u8, HexBytes>> {
+    fn from(values: PcrValues) -> Self {
+        values.banks
+    }
+}
+
+/// Deserialization checks every index and digest length.
+impl TryFrom<BTreeMap<Bank, BTreeMap<u8, HexBytes>>> for PcrValues {
+    type Error = PcrError;
+
+    fn try_from(banks: BTreeMap<Bank, BTreeMap<u8, HexBytes>>) -> Result<Self, PcrError> {
+        for (bank, values) in &banks {
+            for (pcr, value) in values {
+                if *pcr >= PCR_COUNT {
+                    return Err(PcrError(format!("PCR {pcr} does not exist")));
+                }
+                if value.0.len() != bank.digest_len() {
+                    return Err(PcrError(format!(
+                        "{bank}:{pcr} is {} bytes, a {bank} digest is {}",
+                        value.0.len(),
+                        bank.digest_len()
+                    )));
+                }
+            }
+        }
+        Ok(PcrValues { banks })
+    }
 }
 
 impl PcrValues {
@@ -403,6 +472,39 @@ mod tests {
             hex::encode(sha1),
             "6250f940440bb2b801a06e9c55ef91bacfd3d0ec"
         );
+    }
+
+    #[test]
+    fn json_with_impossible_pcrs_or_digests_is_refused() {
+        for bad in [
+            r#"{"sha256": [7, 200]}"#,
+            r#"{"sha999": [1]}"#,
+            r#"{"sha256": "x"}"#,
+        ] {
+            serde_json::from_str::<PcrSelection>(bad).unwrap_err();
+        }
+        let zeros = "00".repeat(32);
+        for bad in [
+            format!(r#"{{"sha256": {{"24": "{zeros}"}}}}"#),
+            format!(r#"{{"sha1": {{"0": "{zeros}"}}}}"#),
+            r#"{"sha256": {"0": "zz"}}"#.to_owned(),
+        ] {
+            serde_json::from_str::<PcrValues>(&bad).unwrap_err();
+        }
+        let ok: PcrValues =
+            serde_json::from_str(&format!(r#"{{"sha256": {{"23": "{zeros}"}}}}"#)).unwrap();
+        assert_eq!(ok.get(Bank::Sha256, 23), Some(&[0u8; 32][..]));
+    }
+
+    #[test]
+    fn sm3_matches_the_standard_test_vector() {
+        // GB/T 32905-2016 example 1: SM3("abc").
+        assert_eq!(
+            hex::encode(Bank::Sm3_256.hash(b"abc")),
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(Bank::from_alg_id(0x0012), Some(Bank::Sm3_256));
+        assert_eq!("sm3_256".parse::<Bank>().unwrap(), Bank::Sm3_256);
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! hearth-store: Encrypted key-value store (redb) and encrypted blob store (being built).
