@@ -1,8 +1,11 @@
 //! `hearth`: the command line for IT and auditors. Parses arguments, calls the libraries, reports.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage, 3 policy mismatch (the PCRs a secret was sealed to
-//! have changed), 4 TPM unreachable or busy.
+//! have changed), 4 TPM unreachable or busy. `hearth verify`: 0 trusted, 1 not trusted, 2 unusable
+//! input.
 
+mod attest;
+mod eventlog;
 mod tpm;
 
 use std::io::IsTerminal as _;
@@ -41,10 +44,20 @@ enum Command {
     /// Talk to the TPM: PCRs, sealing, quotes, counters.
     #[command(subcommand)]
     Tpm(tpm::TpmCommand),
+    /// Read measured-boot event logs: events, descriptions, replayed PCRs.
+    #[command(subcommand)]
+    Eventlog(eventlog::EventlogCommand),
+    /// Produce evidence (on the appliance) and capture references (known-good values).
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
+    /// Verify evidence against references, offline: every check listed.
+    Verify(attest::VerifyArgs),
 }
 
 /// Exit codes other tools can act on.
 const EXIT_ERROR: u8 = 1;
+const EXIT_NOT_TRUSTED: u8 = 1;
+const EXIT_UNUSABLE: u8 = 2;
 const EXIT_POLICY_MISMATCH: u8 = 3;
 const EXIT_UNREACHABLE: u8 = 4;
 
@@ -79,7 +92,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(exit_code(&err))
@@ -87,15 +100,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let transport: Transport = cli.tcti.parse()?;
-    let config = TpmConfig::new(transport).with_timeout(Duration::from_millis(cli.timeout_ms));
+/// Runs the command; the exit code on success (`hearth verify` exits 1 for "not trusted").
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config = || -> anyhow::Result<TpmConfig> {
+        let transport: Transport = cli.tcti.parse()?;
+        Ok(TpmConfig::new(transport).with_timeout(Duration::from_millis(cli.timeout_ms)))
+    };
     match cli.command {
-        Command::Tpm(cmd) => tpm::run(config, cmd).await,
+        Command::Tpm(cmd) => tpm::run(config()?, cmd).await.map(|()| 0),
+        Command::Attest(cmd) => attest::run(config()?, cmd).await.map(|()| 0),
+        Command::Eventlog(cmd) => eventlog::run(cmd).map(|()| 0),
+        Command::Verify(args) => {
+            let trusted = attest::verify_command(args)?;
+            Ok(if trusted { 0 } else { EXIT_NOT_TRUSTED })
+        }
     }
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<attest::UnusableInput>().is_some() {
+        return EXIT_UNUSABLE;
+    }
     match err.downcast_ref::<TpmError>() {
         Some(TpmError::PolicyMismatch { .. }) => EXIT_POLICY_MISMATCH,
         Some(TpmError::Unreachable { .. } | TpmError::Busy { .. }) => EXIT_UNREACHABLE,

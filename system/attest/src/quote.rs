@@ -333,18 +333,33 @@ pub fn verify_quote(
 ) -> Result<QuoteVerdict, ParseError> {
     let parsed = Attest::parse(attest)?;
     let sig = EcdsaSignature::parse(signature)?;
-    let mut failures = Vec::new();
+    let mut failures = check_signature(attest, &sig, ak);
+    if parsed.extra_data != expected_extra_data {
+        failures.push(QuoteFailure::NonceMismatch {
+            expected: hex::encode(expected_extra_data),
+            got: hex::encode(&parsed.extra_data),
+        });
+    }
+    failures.extend(check_pcr_digest(&parsed, sig.hash_alg, pcrs));
+    Ok(QuoteVerdict {
+        attest: parsed,
+        failures,
+    })
+}
 
+/// Checks that `sig` over the raw TPMS_ATTEST bytes verifies under `ak`, and that `ak` is a
+/// restricted signing key (so it signs only structures the TPM generated).
+pub fn check_signature(attest: &[u8], sig: &EcdsaSignature, ak: &AkKey) -> Vec<QuoteFailure> {
+    let mut failures = Vec::new();
     if ak.is_restricted_signing() == Some(false) {
         failures.push(QuoteFailure::UnrestrictedKey);
     }
-
-    let sig_hash = Bank::from_alg_id(sig.hash_alg);
-    let alg: Option<&'static signature::EcdsaVerificationAlgorithm> = match (ak.curve, sig_hash) {
-        (Curve::P256, Some(Bank::Sha256)) => Some(&signature::ECDSA_P256_SHA256_FIXED),
-        (Curve::P384, Some(Bank::Sha384)) => Some(&signature::ECDSA_P384_SHA384_FIXED),
-        _ => None,
-    };
+    let alg: Option<&'static signature::EcdsaVerificationAlgorithm> =
+        match (ak.curve, Bank::from_alg_id(sig.hash_alg)) {
+            (Curve::P256, Some(Bank::Sha256)) => Some(&signature::ECDSA_P256_SHA256_FIXED),
+            (Curve::P384, Some(Bank::Sha384)) => Some(&signature::ECDSA_P384_SHA384_FIXED),
+            _ => None,
+        };
     match alg {
         None => failures.push(QuoteFailure::UnsupportedScheme {
             curve: ak.curve,
@@ -363,50 +378,52 @@ pub fn verify_quote(
             }
         }
     }
+    failures
+}
 
-    if parsed.extra_data != expected_extra_data {
-        failures.push(QuoteFailure::NonceMismatch {
-            expected: hex::encode(expected_extra_data),
-            got: hex::encode(&parsed.extra_data),
-        });
-    }
-
-    // The PCR digest uses the signing scheme's hash over the values in the quote's order.
+/// Checks that `pcrs` holds every PCR the quote covers and that they hash (with the signature's
+/// hash, in the quote's order) to the quoted digest.
+pub fn check_pcr_digest(attest: &Attest, sig_hash_alg: u16, pcrs: &PcrValues) -> Vec<QuoteFailure> {
+    let mut failures = Vec::new();
     let mut concat = Vec::new();
-    let mut complete = true;
-    for (alg, list) in &parsed.selection {
+    for (alg, list) in &attest.selection {
         let Some(bank) = Bank::from_alg_id(*alg) else {
             failures.push(QuoteFailure::UnknownBank { alg: *alg });
-            complete = false;
             continue;
         };
         for &pcr in list {
             match pcrs.get(bank, pcr) {
                 Some(v) => concat.extend_from_slice(v),
-                None => {
-                    failures.push(QuoteFailure::MissingPcr {
-                        bank: bank.to_string(),
-                        pcr,
-                    });
-                    complete = false;
-                }
+                None => failures.push(QuoteFailure::MissingPcr {
+                    bank: bank.to_string(),
+                    pcr,
+                }),
             }
         }
     }
-    if complete {
-        let computed = sig_hash.unwrap_or(Bank::Sha256).hash(&concat);
-        if computed != parsed.pcr_digest {
+    if failures.is_empty() {
+        let computed = Bank::from_alg_id(sig_hash_alg)
+            .unwrap_or(Bank::Sha256)
+            .hash(&concat);
+        if computed != attest.pcr_digest {
             failures.push(QuoteFailure::PcrDigestMismatch {
-                quoted: hex::encode(&parsed.pcr_digest),
+                quoted: hex::encode(&attest.pcr_digest),
                 computed: hex::encode(computed),
             });
         }
     }
+    failures
+}
 
-    Ok(QuoteVerdict {
-        attest: parsed,
-        failures,
-    })
+impl Attest {
+    /// The (bank, PCR) pairs this quote covers, skipping banks Hearth does not know.
+    pub fn covered(&self) -> Vec<(Bank, u8)> {
+        self.selection
+            .iter()
+            .filter_map(|(alg, list)| Bank::from_alg_id(*alg).map(|b| (b, list)))
+            .flat_map(|(b, list)| list.iter().map(move |p| (b, *p)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

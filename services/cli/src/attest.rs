@@ -1,0 +1,291 @@
+//! `hearth attest …` (evidence and references) and `hearth verify`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use hearth_attest::evidence::{EVIDENCE_FORMAT, Evidence, TpmDescription};
+use hearth_attest::pcr::{PcrSelection, PcrValues};
+use hearth_attest::quote::{AkKey, Attest, EcdsaSignature, check_pcr_digest, check_signature};
+use hearth_attest::reference::Reference;
+use hearth_attest::verify::{Outcome, Verdict, verify};
+use hearth_tpm::{TpmConfig, TpmHandle};
+
+/// Where Linux exposes the firmware's TCG event log.
+const DEFAULT_EVENTLOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+/// Largest log, runtime log or evidence file read.
+const MAX_INPUT: u64 = 16 * 1024 * 1024;
+
+#[derive(Subcommand, Debug)]
+pub enum AttestCommand {
+    /// Produce evidence for a verifier: a fresh quote over its nonce, the PCRs, the event logs.
+    Evidence {
+        /// The verifier's nonce, hex (at most 64 bytes).
+        #[arg(long)]
+        nonce: String,
+        /// The firmware event log [default: /sys/kernel/security/tpm0/binary_bios_measurements,
+        /// left out with a note when absent].
+        #[arg(long)]
+        eventlog: Option<PathBuf>,
+        /// Leave the firmware event log out.
+        #[arg(long, conflicts_with = "eventlog")]
+        no_eventlog: bool,
+        /// Hearth's runtime log (JSON lines).
+        #[arg(long)]
+        runtime_log: Option<PathBuf>,
+        /// PCRs to quote, e.g. `0-15` or `sha256:0-15+sha1:0-15`.
+        #[arg(long, default_value = "0-15")]
+        pcrs: String,
+        /// SHA-256 (hex) of the console's TLS SubjectPublicKeyInfo, to bind into the quote.
+        #[arg(long)]
+        tls_spki_sha256: Option<String>,
+        /// Audit-log head (hex), to bind into the quote.
+        #[arg(long)]
+        audit_head: Option<String>,
+    },
+    /// Capture a reference (known-good values) from PCRs or from evidence.
+    Reference {
+        /// PCR values as `hearth tpm pcrs --json` writes them.
+        #[arg(
+            long,
+            conflicts_with = "from_evidence",
+            required_unless_present = "from_evidence"
+        )]
+        from_pcrs: Option<PathBuf>,
+        /// Evidence: its quoted PCRs, and its attestation key is pinned. The evidence must be
+        /// self-consistent (signature and PCR digest) to be captured.
+        #[arg(long)]
+        from_evidence: Option<PathBuf>,
+        /// Which PCRs to pin, e.g. `0-7,9,11` [default: every PCR in the input].
+        #[arg(long)]
+        pcrs: Option<String>,
+        /// A name for the reference, e.g. "platform of rack 3 box 12".
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Evidence from `hearth attest evidence`.
+    #[arg(long)]
+    evidence: PathBuf,
+    /// Reference manifests; several combine (release + platform).
+    #[arg(long = "reference", required = true)]
+    references: Vec<PathBuf>,
+    /// The nonce you gave the appliance, hex.
+    #[arg(long)]
+    nonce: String,
+    /// Print the verdict as EAR JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Input `hearth verify` cannot use at all: exit 2, distinct from "not trusted".
+#[derive(Debug, thiserror::Error)]
+#[error("unusable input")]
+pub struct UnusableInput;
+
+pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
+    match cmd {
+        AttestCommand::Evidence {
+            nonce,
+            eventlog,
+            no_eventlog,
+            runtime_log,
+            pcrs,
+            tls_spki_sha256,
+            audit_head,
+        } => {
+            let nonce = parse_hex("--nonce", &nonce)?;
+            if nonce.is_empty() {
+                bail!("--nonce is empty: the verifier must supply fresh qualifying data");
+            }
+            let tls = tls_spki_sha256
+                .map(|h| parse_hex("--tls-spki-sha256", &h))
+                .transpose()?;
+            let audit = audit_head
+                .map(|h| parse_hex("--audit-head", &h))
+                .transpose()?;
+            let selection: PcrSelection = pcrs.parse()?;
+            let eventlog = match (eventlog, no_eventlog) {
+                (_, true) => None,
+                (Some(path), false) => Some(read_bounded(&path)?),
+                (None, false) => {
+                    let path = Path::new(DEFAULT_EVENTLOG);
+                    if path.exists() {
+                        Some(read_bounded(path)?)
+                    } else {
+                        eprintln!(
+                            "note: no firmware event log at {DEFAULT_EVENTLOG}; evidence has none"
+                        );
+                        None
+                    }
+                }
+            };
+            let runtime_log = runtime_log
+                .map(|p| {
+                    String::from_utf8(read_bounded(&p)?)
+                        .with_context(|| format!("{} is not UTF-8", p.display()))
+                })
+                .transpose()?;
+            let tpm = TpmHandle::open(config).await?;
+            let ak = tpm.ak_public().await?;
+            let qualifying = Evidence::qualifying_data(&nonce, tls.as_deref(), audit.as_deref());
+            let quote = tpm.quote(qualifying, selection).await?;
+            let info = tpm.info();
+            let evidence = Evidence {
+                format: EVIDENCE_FORMAT.to_owned(),
+                nonce,
+                quote: quote.attest,
+                signature: quote.signature,
+                ak_public: ak.tpm2b_public,
+                ak_pem: ak.pem,
+                pcrs: quote.pcrs,
+                eventlog,
+                runtime_log,
+                tls_spki_sha256: tls,
+                audit_head: audit,
+                tpm: Some(TpmDescription {
+                    manufacturer: info.manufacturer.clone(),
+                    vendor: info.vendor.clone(),
+                    firmware_version: info.firmware_version.clone(),
+                    software: info.software,
+                }),
+            };
+            println!("{}", evidence.to_json());
+            Ok(())
+        }
+        AttestCommand::Reference {
+            from_pcrs,
+            from_evidence,
+            pcrs,
+            name,
+        } => {
+            let (values, ak) = match (from_pcrs, from_evidence) {
+                (Some(path), _) => {
+                    let values: PcrValues = serde_json::from_slice(&read_bounded(&path)?)
+                        .with_context(|| format!("{} is not PCR values JSON", path.display()))?;
+                    (values, None)
+                }
+                (None, Some(path)) => {
+                    let evidence = Evidence::from_json(&read_bounded(&path)?)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    self_consistent(&evidence).with_context(|| {
+                        format!("{} cannot serve as a baseline", path.display())
+                    })?;
+                    (
+                        evidence.pcrs,
+                        Some(Reference::ak_digest(&evidence.ak_public)),
+                    )
+                }
+                (None, None) => bail!("give --from-pcrs or --from-evidence"),
+            };
+            let selection = match pcrs {
+                Some(text) => text.parse()?,
+                None => values.selection(),
+            };
+            let mut reference =
+                Reference::from_pcrs(name, &values, &selection).map_err(|(bank, pcr)| {
+                    anyhow::anyhow!("the input has no value for {bank}:{pcr}")
+                })?;
+            reference.ak_public_sha256.extend(ak);
+            println!("{}", reference.to_json());
+            Ok(())
+        }
+    }
+}
+
+/// A baseline must come from evidence whose signature and PCR digest hold.
+fn self_consistent(evidence: &Evidence) -> Result<()> {
+    let attest = Attest::parse(&evidence.quote)?;
+    let sig = EcdsaSignature::parse(&evidence.signature)?;
+    let ak = AkKey::from_tpm2b_public(&evidence.ak_public)?;
+    let mut failures = check_signature(&evidence.quote, &sig, &ak);
+    failures.extend(check_pcr_digest(&attest, sig.hash_alg, &evidence.pcrs));
+    if let Some(first) = failures.first() {
+        bail!("{first}");
+    }
+    Ok(())
+}
+
+/// `hearth verify`: returns whether the appliance is trusted; unusable input is an error that
+/// carries [`UnusableInput`].
+pub fn verify_command(args: VerifyArgs) -> Result<bool> {
+    let unusable = |e: anyhow::Error| e.context(UnusableInput);
+    let nonce = parse_hex("--nonce", &args.nonce).map_err(unusable)?;
+    let evidence = read_bounded(&args.evidence)
+        .and_then(|b| {
+            Evidence::from_json(&b).with_context(|| format!("reading {}", args.evidence.display()))
+        })
+        .map_err(unusable)?;
+    let mut references = Vec::new();
+    for path in &args.references {
+        let r = read_bounded(path)
+            .and_then(|b| {
+                Reference::from_json(&b).with_context(|| format!("reading {}", path.display()))
+            })
+            .map_err(unusable)?;
+        references.push(r);
+    }
+    let verdict = verify(&evidence, &references, &nonce).map_err(|e| unusable(e.into()))?;
+    if args.json {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        println!("{}", serde_json::to_string_pretty(&verdict.to_ear(now))?);
+    } else {
+        print_verdict(&verdict);
+    }
+    Ok(verdict.trusted())
+}
+
+fn print_verdict(verdict: &Verdict) {
+    let headline = if verdict.trusted() {
+        "trusted"
+    } else {
+        "NOT trusted"
+    };
+    println!("verdict: {} ({headline})", verdict.status);
+    for check in &verdict.checks {
+        let tag = match check.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Skipped => "skip",
+            Outcome::Warn => "WARN",
+            Outcome::Fail => "FAIL",
+        };
+        println!("  {tag:<4}  {:<24} {}", check.id, check.detail);
+        for f in &check.findings {
+            let mut line = format!("        {}", f.subject);
+            if let Some(e) = &f.expected {
+                line.push_str(&format!(" expected {e}"));
+            }
+            if let Some(a) = &f.actual {
+                line.push_str(&format!(" actual {a}"));
+            }
+            if let Some(n) = &f.note {
+                line.push_str(&format!(" ({n})"));
+            }
+            println!("{line}");
+        }
+    }
+}
+
+fn parse_hex(flag: &str, text: &str) -> Result<Vec<u8>> {
+    hex::decode(text.trim().trim_start_matches("0x")).with_context(|| format!("{flag} is not hex"))
+}
+
+/// Reads a file of at most [`MAX_INPUT`] bytes.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = Vec::new();
+    file.take(MAX_INPUT + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if u64::try_from(buf.len()).unwrap_or(u64::MAX) > MAX_INPUT {
+        bail!("{} is larger than {MAX_INPUT} bytes", path.display());
+    }
+    Ok(buf)
+}
