@@ -30,9 +30,9 @@ test: setup
 lint:
     cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Benchmarks: TPM operations on swtpm, with tpm2-tools measured in the same run.
+# Benchmarks, each with its peer measured in the same run (docs/benchmarks.md).
 bench: setup
-    cargo bench -p hearth-cli --bench tpm
+    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify
 
 # Build the fuzz targets, uninstrumented (CI keeps them compiling).
 fuzz-build:
