@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth_attest::evidence::{EVIDENCE_FORMAT, Evidence};
-use hearth_attest::pcr::Bank;
 use hearth_attest::{Reference, verify};
 use hearth_eventlog::EventLog;
 use hearth_tpm::Tpm;
@@ -26,16 +25,7 @@ fn main() {
     let log = EventLog::parse(&log_bytes).unwrap();
     let sw = Swtpm::start().unwrap();
     let mut tpm = Tpm::open(&sw.config()).unwrap();
-    let banks = tpm.info().banks.clone();
-    for event in log.events.iter().filter(|e| e.is_extended()) {
-        let digests: Vec<(Bank, Vec<u8>)> = event
-            .digests
-            .iter()
-            .filter(|(b, _)| banks.contains(b))
-            .cloned()
-            .collect();
-        tpm.pcr_extend_digests(event.pcr, &digests).unwrap();
-    }
+    hearth_tpm_testkit::replay_log_into(&mut tpm, &log).unwrap();
     let nonce = [0x42u8; 32];
     let ak = tpm.ak_public().unwrap();
     let quote = tpm.quote(&nonce, &"0-15".parse().unwrap()).unwrap();
@@ -55,7 +45,9 @@ fn main() {
     };
     let mut reference =
         Reference::from_pcrs(None, &evidence.pcrs, &"0-7,9,11".parse().unwrap()).unwrap();
-    reference.ak_public_sha256.push(Reference::ak_digest(&evidence.ak_public));
+    reference
+        .ak_public_sha256
+        .push(Reference::ak_digest(&evidence.ak_public));
     let refs = [reference];
     let json = evidence.to_json();
 
@@ -98,7 +90,17 @@ fn main() {
         for _ in 0..runs {
             let ok = Command::new("tpm2_checkquote")
                 .current_dir(dir.path())
-                .args(["-u", "ak.pem", "-m", "quote.msg", "-s", "quote.sig", "-g", "sha256", "-q"])
+                .args([
+                    "-u",
+                    "ak.pem",
+                    "-m",
+                    "quote.msg",
+                    "-s",
+                    "quote.sig",
+                    "-g",
+                    "sha256",
+                    "-q",
+                ])
                 .arg(&nonce_hex)
                 .stdout(Stdio::null())
                 .status()
@@ -120,7 +122,9 @@ fn main() {
         "| hearth verify: JSON parse + all 10 checks | {full_rate:.0} | {:.0}x |",
         full_rate / peer_rate
     );
-    println!("| tpm2_checkquote: signature, nonce, PCR digest (a process each) | {peer_rate:.0} | 1x |");
+    println!(
+        "| tpm2_checkquote: signature, nonce, PCR digest (a process each) | {peer_rate:.0} | 1x |"
+    );
     println!(
         "\ntarget >= 2000 evidences/s/core: {}",
         if full_rate >= 2000.0 { "met" } else { "MISSED" }

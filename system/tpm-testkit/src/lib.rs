@@ -272,3 +272,20 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<()> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Extends `tpm` with every measured event of `log`, in the banks both carry: afterwards the TPM
+/// holds the PCR values that boot produced (the fixture logs start PCR 0 at zero, as swtpm does).
+pub fn replay_log_into(tpm: &mut hearth_tpm::Tpm, log: &hearth_eventlog::EventLog) -> Result<()> {
+    let banks = tpm.info().banks.clone();
+    for event in log.events.iter().filter(|e| e.is_extended()) {
+        let digests: Vec<_> = event
+            .digests
+            .iter()
+            .filter(|(b, _)| banks.contains(b))
+            .cloned()
+            .collect();
+        tpm.pcr_extend_digests(event.pcr, &digests)
+            .with_context(|| format!("extending event #{} into PCR {}", event.index, event.pcr))?;
+    }
+    Ok(())
+}

@@ -375,34 +375,21 @@ impl Tpm {
         let template = srk_template().map_err(|e| TpmError::tss("CreatePrimary", e))?;
         let persistent =
             PersistentTpmHandle::new(SRK_HANDLE).map_err(|e| TpmError::tss("CreatePrimary", e))?;
-        let existing = self
-            .ctx
-            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(persistent)));
-        let slot_free = match existing {
-            Ok(obj) => {
-                let key = KeyHandle::from(obj);
-                let (public, _, _) = self
-                    .ctx
-                    .execute_without_session(|c| c.read_public(key))
-                    .map_err(|e| TpmError::tss("ReadPublic", e))?;
-                if same_key_template(&public, &template) {
-                    self.srk = Some((key, true));
-                    return Ok(key);
-                }
+        let slot_free = match self.persistent_key(persistent)? {
+            Some((key, public)) if same_key_template(&public, &template) => {
+                self.srk = Some((key, true));
+                return Ok(key);
+            }
+            Some((key, _)) => {
                 tracing::info!(
                     component = "tpm",
                     "0x81000001 holds another storage key; using a transient SRK"
                 );
-                let mut obj = obj;
+                let mut obj = ObjectHandle::from(key);
                 let _ = self.ctx.tr_close(&mut obj);
                 false
             }
-            Err(tss_esapi::Error::Tss2Error(rc))
-                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) =>
-            {
-                true
-            }
-            Err(e) => return Err(TpmError::tss("TR_FromTPMPublic", e)),
+            None => true,
         };
         let key = self
             .ctx
@@ -602,32 +589,41 @@ impl Tpm {
                 self.ak_handle
             ))
         })?;
-        let existing = self
-            .ctx
-            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(persistent)));
-        let key = match existing {
-            Ok(obj) => {
-                let key = KeyHandle::from(obj);
-                let (public, _, _) = self
-                    .ctx
-                    .execute_without_session(|c| c.read_public(key))
-                    .map_err(|e| TpmError::tss("ReadPublic", e))?;
-                if !is_hearth_ak(&public) {
-                    return Err(TpmError::ForeignAk {
-                        handle: self.ak_handle,
-                    });
-                }
-                key
+        let key = match self.persistent_key(persistent)? {
+            Some((key, public)) if is_hearth_ak(&public) => key,
+            Some(_) => {
+                return Err(TpmError::ForeignAk {
+                    handle: self.ak_handle,
+                });
             }
-            Err(tss_esapi::Error::Tss2Error(rc))
-                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) =>
-            {
-                self.create_ak(persistent)?
-            }
-            Err(e) => return Err(TpmError::tss("TR_FromTPMPublic", e)),
+            None => self.create_ak(persistent)?,
         };
         self.ak = Some(key);
         Ok(key)
+    }
+
+    /// The key at a persistent handle and its public area; `None` when the handle is empty.
+    fn persistent_key(
+        &mut self,
+        handle: PersistentTpmHandle,
+    ) -> Result<Option<(KeyHandle, Public)>, TpmError> {
+        let existing = self
+            .ctx
+            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(handle)));
+        let key = match existing {
+            Ok(obj) => KeyHandle::from(obj),
+            Err(tss_esapi::Error::Tss2Error(rc))
+                if rc.kind() == Some(Tss2ResponseCodeKind::Handle) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(TpmError::tss("TR_FromTPMPublic", e)),
+        };
+        let (public, _, _) = self
+            .ctx
+            .execute_without_session(|c| c.read_public(key))
+            .map_err(|e| TpmError::tss("ReadPublic", e))?;
+        Ok(Some((key, public)))
     }
 
     fn create_ak(&mut self, persistent: PersistentTpmHandle) -> Result<KeyHandle, TpmError> {

@@ -21,20 +21,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Extends the TPM with every measured event of the log, in the banks both carry: afterwards the
-/// TPM holds what it would after that boot.
 fn replay_into_tpm(sw: &Swtpm, log: &EventLog) {
     let mut tpm = Tpm::open(&sw.config()).unwrap();
-    let banks = tpm.info().banks.clone();
-    for event in log.events.iter().filter(|e| e.is_extended()) {
-        let digests: Vec<(Bank, Vec<u8>)> = event
-            .digests
-            .iter()
-            .filter(|(b, _)| banks.contains(b))
-            .cloned()
-            .collect();
-        tpm.pcr_extend_digests(event.pcr, &digests).unwrap();
-    }
+    hearth_tpm_testkit::replay_log_into(&mut tpm, log).unwrap();
 }
 
 fn booted_tpm(log_name: &str) -> (Swtpm, EventLog) {
