@@ -1,10 +1,11 @@
 //! `hearth`: the command line for IT and auditors. Parses arguments, calls the libraries, reports.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage, 3 policy mismatch (the PCRs a secret was sealed to
-//! have changed), 4 TPM unreachable or busy. `hearth verify`: 0 trusted, 1 not trusted, 2 unusable
-//! input.
+//! have changed), 4 TPM unreachable or busy. `hearth verify` and `hearth audit verify`: 0 trusted
+//! (intact), 1 not trusted (broken), 2 unusable input.
 
 mod attest;
+mod audit;
 mod eventlog;
 mod tpm;
 
@@ -52,6 +53,9 @@ enum Command {
     Attest(attest::AttestCommand),
     /// Verify evidence against references, offline: every check listed.
     Verify(attest::VerifyArgs),
+    /// Check an exported audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Exit codes other tools can act on.
@@ -110,6 +114,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tpm(cmd) => tpm::run(config()?, cmd).await.map(|()| 0),
         Command::Attest(cmd) => attest::run(config()?, cmd).await.map(|()| 0),
         Command::Eventlog(cmd) => eventlog::run(cmd).map(|()| 0),
+        Command::Audit(cmd) => Ok(if audit::run(cmd)? {
+            0
+        } else {
+            EXIT_NOT_TRUSTED
+        }),
         Command::Verify(args) => {
             let trusted = attest::verify_command(args)?;
             Ok(if trusted { 0 } else { EXIT_NOT_TRUSTED })

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod attest;
+mod audit;
 mod tpm;
 
 use std::io::Write;
