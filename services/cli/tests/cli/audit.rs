@@ -14,7 +14,7 @@ fn export(dir: &std::path::Path, pairs: usize) -> (Vec<u8>, String) {
                 "alice",
                 Role::Admin,
                 "users.create",
-                &format!("user:u{i}"),
+                format!("user:u{i}"),
             ))
             .unwrap();
         log.append(Entry::succeeded(&started)).unwrap();
