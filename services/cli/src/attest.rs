@@ -102,10 +102,10 @@ pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
                 bail!("--nonce is empty: the verifier must supply fresh qualifying data");
             }
             let tls = tls_spki_sha256
-                .map(|h| parse_hex("--tls-spki-sha256", &h))
+                .map(|h| parse_digest("--tls-spki-sha256", &h))
                 .transpose()?;
             let audit = audit_head
-                .map(|h| parse_hex("--audit-head", &h))
+                .map(|h| parse_digest("--audit-head", &h))
                 .transpose()?;
             let selection: PcrSelection = pcrs.parse()?;
             let eventlog = match (eventlog, no_eventlog) {
@@ -171,13 +171,17 @@ pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
                 (None, Some(path)) => {
                     let evidence = Evidence::from_json(&read_bounded(&path)?)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    self_consistent(&evidence).with_context(|| {
+                    let covered = self_consistent(&evidence).with_context(|| {
                         format!("{} cannot serve as a baseline", path.display())
                     })?;
-                    (
-                        evidence.pcrs,
-                        Some(Reference::ak_digest(&evidence.ak_public)),
-                    )
+                    // Only quoted values are authenticated: nothing else enters a baseline.
+                    let mut quoted = PcrValues::default();
+                    for (bank, pcr) in covered {
+                        if let Some(v) = evidence.pcrs.get(bank, pcr) {
+                            quoted.insert(bank, pcr, v.to_vec());
+                        }
+                    }
+                    (quoted, Some(Reference::ak_digest(&evidence.ak_public)))
                 }
                 (None, None) => bail!("give --from-pcrs or --from-evidence"),
             };
@@ -187,7 +191,7 @@ pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
             };
             let mut reference =
                 Reference::from_pcrs(name, &values, &selection).map_err(|(bank, pcr)| {
-                    anyhow::anyhow!("the input has no value for {bank}:{pcr}")
+                    anyhow::anyhow!("the input has no (quoted) value for {bank}:{pcr}")
                 })?;
             reference.ak_public_sha256.extend(ak);
             println!("{}", reference.to_json());
@@ -196,8 +200,9 @@ pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
     }
 }
 
-/// A baseline must come from evidence whose signature and PCR digest hold.
-fn self_consistent(evidence: &Evidence) -> Result<()> {
+/// A baseline must come from evidence whose signature and PCR digest hold; returns the (bank,
+/// PCR) pairs the quote covers.
+fn self_consistent(evidence: &Evidence) -> Result<Vec<(hearth_attest::pcr::Bank, u8)>> {
     let attest = Attest::parse(&evidence.quote)?;
     let sig = EcdsaSignature::parse(&evidence.signature)?;
     let ak = AkKey::from_tpm2b_public(&evidence.ak_public)?;
@@ -206,14 +211,21 @@ fn self_consistent(evidence: &Evidence) -> Result<()> {
     if let Some(first) = failures.first() {
         bail!("{first}");
     }
-    Ok(())
+    Ok(attest.covered())
 }
 
 /// `hearth verify`: returns whether the appliance is trusted; unusable input is an error that
 /// carries [`UnusableInput`].
 pub fn verify_command(args: VerifyArgs) -> Result<bool> {
     let unusable = |e: anyhow::Error| e.context(UnusableInput);
-    let nonce = parse_hex("--nonce", &args.nonce).map_err(unusable)?;
+    let nonce = parse_hex("--nonce", &args.nonce)
+        .and_then(|n| {
+            if n.is_empty() {
+                bail!("--nonce is empty: verify against the fresh nonce you gave the appliance");
+            }
+            Ok(n)
+        })
+        .map_err(unusable)?;
     let evidence = read_bounded(&args.evidence)
         .and_then(|b| {
             Evidence::from_json(&b).with_context(|| format!("reading {}", args.evidence.display()))
@@ -272,7 +284,18 @@ fn print_verdict(verdict: &Verdict) {
     }
 }
 
-fn parse_hex(flag: &str, text: &str) -> Result<Vec<u8>> {
+fn parse_digest(flag: &str, text: &str) -> Result<Vec<u8>> {
+    let bytes = parse_hex(flag, text)?;
+    if bytes.len() != 32 {
+        bail!(
+            "{flag} must be a SHA-256 digest (64 hex digits), not {} bytes",
+            bytes.len()
+        );
+    }
+    Ok(bytes)
+}
+
+pub fn parse_hex(flag: &str, text: &str) -> Result<Vec<u8>> {
     hex::decode(text.trim().trim_start_matches("0x")).with_context(|| format!("{flag} is not hex"))
 }
 

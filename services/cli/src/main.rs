@@ -132,7 +132,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
     match err.downcast_ref::<TpmError>() {
         Some(TpmError::PolicyMismatch { .. }) => EXIT_POLICY_MISMATCH,
-        Some(TpmError::Unreachable { .. } | TpmError::Busy { .. }) => EXIT_UNREACHABLE,
+        Some(TpmError::Unreachable { .. } | TpmError::Busy { .. } | TpmError::Unavailable) => {
+            EXIT_UNREACHABLE
+        }
         _ => EXIT_ERROR,
     }
 }

@@ -199,7 +199,7 @@ async fn print_pcrs(tpm: &TpmHandle, bank: &str, pcrs: &str, json: bool) -> Resu
 }
 
 async fn quote(tpm: &TpmHandle, nonce: &str, pcrs: &str, out: &Path) -> Result<()> {
-    let nonce = hex::decode(nonce.trim_start_matches("0x")).context("--nonce is not hex")?;
+    let nonce = crate::attest::parse_hex("--nonce", nonce)?;
     if nonce.is_empty() {
         bail!("--nonce is empty: a verifier must supply fresh qualifying data");
     }

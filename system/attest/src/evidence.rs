@@ -12,8 +12,8 @@ pub const MAX_EVIDENCE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A fresh TPM quote with everything needed to check it offline.
 ///
-/// The quote's qualifying data is `sha256(nonce ‖ tls_spki_sha256 ‖ audit_head)` when either of
-/// the optional bindings is present (absent ones contribute nothing), otherwise the nonce itself.
+/// The quote's qualifying data is the nonce itself, or, when either optional binding is present,
+/// the length-prefixed, domain-separated hash described at [`Evidence::qualifying_data`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
@@ -70,6 +70,8 @@ pub enum EvidenceError {
     Json(#[source] serde_json::Error),
     #[error("evidence format is {found:?}; this verifier reads {EVIDENCE_FORMAT:?}")]
     Format { found: String },
+    #[error("evidence {field} is {len} bytes; a SHA-256 digest is 32")]
+    BindingLength { field: &'static str, len: usize },
 }
 
 impl Evidence {
@@ -83,6 +85,19 @@ impl Evidence {
                 found: evidence.format,
             });
         }
+        for (field, value) in [
+            ("tls_spki_sha256", &evidence.tls_spki_sha256),
+            ("audit_head", &evidence.audit_head),
+        ] {
+            if let Some(v) = value {
+                if v.len() != 32 {
+                    return Err(EvidenceError::BindingLength {
+                        field,
+                        len: v.len(),
+                    });
+                }
+            }
+        }
         Ok(evidence)
     }
 
@@ -91,7 +106,11 @@ impl Evidence {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The qualifying data a quote answering `nonce` with this evidence's bindings must carry.
+    /// The qualifying data a quote answering `nonce` with these bindings must carry: the nonce
+    /// itself without bindings, otherwise
+    /// `sha256("hearth-qd/1" ‖ len ‖ nonce ‖ flags ‖ [len ‖ tls_spki_sha256] ‖ [len ‖ audit_head])`
+    /// with u16 big-endian lengths and flags bit 0 = TLS key present, bit 1 = audit head present,
+    /// so no two different bindings share an encoding.
     pub fn qualifying_data(
         nonce: &[u8],
         tls_spki_sha256: Option<&[u8]>,
@@ -100,12 +119,24 @@ impl Evidence {
         if tls_spki_sha256.is_none() && audit_head.is_none() {
             return nonce.to_vec();
         }
-        let mut buf = nonce.to_vec();
-        buf.extend_from_slice(tls_spki_sha256.unwrap_or_default());
-        buf.extend_from_slice(audit_head.unwrap_or_default());
+        fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
+            // Fields are bounded (nonce <= 64 bytes, bindings 32) long before u16::MAX.
+            let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(bytes);
+        }
+        let mut buf = QD_DOMAIN.to_vec();
+        field(&mut buf, nonce);
+        buf.push(u8::from(tls_spki_sha256.is_some()) | (u8::from(audit_head.is_some()) << 1));
+        for binding in [tls_spki_sha256, audit_head].into_iter().flatten() {
+            field(&mut buf, binding);
+        }
         Bank::Sha256.hash(&buf)
     }
 }
+
+/// Domain separation for the bound qualifying data.
+const QD_DOMAIN: &[u8] = b"hearth-qd/1";
 
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -1,6 +1,8 @@
 //! The event-log checks of the verifier: replay against the quoted PCRs, and runtime events
 //! against the references.
 
+use std::collections::BTreeSet;
+
 use hearth_eventlog::{EventLog, EventRef, Replay, RuntimeLog};
 
 use crate::evidence::Evidence;
@@ -47,17 +49,31 @@ fn parse_logs(evidence: &Evidence) -> Result<(Option<EventLog>, Option<RuntimeLo
     Ok((firmware, runtime))
 }
 
+/// What the replay established, for the runtime-event check: the quoted (bank, PCR) pairs whose
+/// values the logs reproduce exactly.
+#[derive(Debug, Default)]
+pub(crate) struct Analysis {
+    pub explained: BTreeSet<(Bank, u8)>,
+}
+
 /// Replays the evidence's logs and compares every quoted PCR they touch; names, for a PCR that
 /// differs, the first event whose data contradicts its digest, or else the events that built it.
-pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> Check {
+/// Never passes vacuously: a quoted bank the logs do not carry, or logs that explain no quoted
+/// PCR, fail.
+pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> (Check, Analysis) {
+    let mut analysis = Analysis::default();
     let (firmware, runtime) = match parse_logs(evidence) {
         Ok(logs) => logs,
-        Err(failed) => return failed,
+        Err(failed) => return (failed, analysis),
     };
     if firmware.is_none() && runtime.is_none() {
-        return check(
-            Outcome::Warn,
-            "the evidence carries no event log: the PCR values cannot be explained event by event",
+        return (
+            check(
+                Outcome::Warn,
+                "the evidence carries no event log: the PCR values cannot be explained event by \
+                 event",
+            ),
+            analysis,
         );
     }
     let replay = {
@@ -68,7 +84,7 @@ pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> Check {
         match &runtime {
             Some(rt) => match base.with_runtime(rt) {
                 Ok(r) => r,
-                Err(e) => return check(Outcome::Fail, e.to_string()),
+                Err(e) => return (check(Outcome::Fail, e.to_string()), analysis),
             },
             None => base,
         }
@@ -96,9 +112,24 @@ pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> Check {
     let mut compared = 0usize;
     let mut unexplained = Vec::new();
     for bank in quoted.banks() {
+        if !replay.banks.contains(&bank) {
+            findings.push(Finding {
+                subject: format!("bank {bank}"),
+                expected: None,
+                actual: None,
+                note: Some(
+                    "quoted, but the logs do not carry this bank: its values are unexplained"
+                        .into(),
+                ),
+            });
+            continue;
+        }
         for (pcr, actual) in quoted.bank(bank) {
             match replay.value(bank, pcr) {
-                Some(replayed) if replayed == actual => compared += 1,
+                Some(replayed) if replayed == actual => {
+                    compared += 1;
+                    analysis.explained.insert((bank, pcr));
+                }
                 Some(replayed) => {
                     compared += 1;
                     findings.push(Finding {
@@ -124,16 +155,40 @@ pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> Check {
         });
     }
 
+    if compared == 0 && findings.is_empty() {
+        findings.push(Finding {
+            subject: "quote".into(),
+            expected: None,
+            actual: None,
+            note: Some("the logs explain none of the quoted PCRs".into()),
+        });
+    }
+
     if findings.is_empty() {
+        // Events in PCRs the quote does not cover are unverified: say so, without failing.
+        let unquoted: Vec<String> = replay
+            .events
+            .keys()
+            .filter(|pcr| replay.banks.iter().all(|b| quoted.get(*b, **pcr).is_none()))
+            .map(u8::to_string)
+            .collect();
         let what = match (&firmware, &runtime) {
             (Some(_), Some(_)) => "the firmware and runtime logs replay",
             (Some(_), None) => "the firmware log replays",
             _ => "the runtime log replays",
         };
-        return check(
+        let mut passed = check(
             Outcome::Pass,
             format!("{what} to all {compared} quoted PCR values they touch"),
         );
+        if !unquoted.is_empty() {
+            passed.outcome = Outcome::Warn;
+            passed.detail.push_str(&format!(
+                "; events in PCRs {} are unverified (not quoted)",
+                unquoted.join(", ")
+            ));
+        }
+        return (passed, analysis);
     }
     let mut failed = check(
         Outcome::Fail,
@@ -143,7 +198,7 @@ pub(crate) fn check_eventlog(evidence: &Evidence, quoted: &PcrValues) -> Check {
         ),
     );
     failed.findings = findings;
-    failed
+    (failed, analysis)
 }
 
 /// The quoted value a PCR has when nothing extended it since reset.
@@ -179,8 +234,16 @@ fn blame(firmware: &Option<EventLog>, replay: &Replay, pcr: u8) -> String {
     }
 }
 
-/// Every runtime event must be one a reference allows (when any reference lists them).
-pub(crate) fn check_runtime_events(evidence: &Evidence, combined: &Combined) -> Check {
+/// Every runtime event must be one a reference allows (when any reference lists them), and what
+/// the runtime log says must be proven: every PCR the allowed or logged runtime events touch must
+/// be quoted in sha256 and reproduced exactly by the replay (or, with no runtime log, still be at
+/// its reset value).
+pub(crate) fn check_runtime_events(
+    evidence: &Evidence,
+    combined: &Combined,
+    quoted: &PcrValues,
+    analysis: &Analysis,
+) -> Check {
     let id = "runtime.events";
     let new = |outcome, detail: String| Check {
         id,
@@ -195,20 +258,23 @@ pub(crate) fn check_runtime_events(evidence: &Evidence, combined: &Combined) -> 
             "no reference constrains runtime events".into(),
         );
     };
-    let Some(text) = &evidence.runtime_log else {
-        return new(Outcome::Pass, "the evidence has no runtime events".into());
-    };
-    let log = match RuntimeLog::parse(text.as_bytes()) {
-        Ok(log) => log,
-        Err(e) => {
+    let log = match evidence
+        .runtime_log
+        .as_deref()
+        .map(|t| RuntimeLog::parse(t.as_bytes()))
+    {
+        None => None,
+        Some(Ok(log)) => Some(log),
+        Some(Err(e)) => {
             return new(
                 Outcome::Fail,
                 format!("the runtime log does not parse: {e}"),
             );
         }
     };
+    let events = log.as_ref().map_or(&[][..], |l| l.events.as_slice());
     let mut findings = Vec::new();
-    for event in &log.events {
+    for event in events {
         let sha256 = event
             .digest(Bank::Sha256)
             .map(hex::encode)
@@ -227,18 +293,42 @@ pub(crate) fn check_runtime_events(evidence: &Evidence, combined: &Combined) -> 
             });
         }
     }
+    let constrained: BTreeSet<u8> = allowed
+        .iter()
+        .map(|a| a.pcr)
+        .chain(events.iter().map(|e| e.pcr))
+        .collect();
+    for pcr in constrained {
+        let proven = match quoted.get(Bank::Sha256, pcr) {
+            None => Err("not quoted in sha256, so the runtime log cannot be checked against it"),
+            Some(_) if analysis.explained.contains(&(Bank::Sha256, pcr)) => Ok(()),
+            Some(value) if log.is_none() && is_initial(Bank::Sha256, pcr, value) => Ok(()),
+            Some(_) if log.is_none() => Err("extended, but the evidence carries no runtime log"),
+            Some(_) => Err("the logs do not reproduce its quoted value"),
+        };
+        if let Err(note) = proven {
+            findings.push(Finding {
+                subject: format!("sha256:{pcr}"),
+                expected: None,
+                actual: None,
+                note: Some(note.into()),
+            });
+        }
+    }
     if findings.is_empty() {
         new(
             Outcome::Pass,
-            format!("all {} runtime events are allowed", log.events.len()),
+            format!(
+                "all {} runtime events are allowed and the quote proves them",
+                events.len()
+            ),
         )
     } else {
         let mut c = new(
             Outcome::Fail,
             format!(
-                "{} of {} runtime events are not allowed",
-                findings.len(),
-                log.events.len()
+                "the runtime events are not proven allowed ({} findings)",
+                findings.len()
             ),
         );
         c.findings = findings;

@@ -262,14 +262,20 @@ impl AkKey {
         &self.point
     }
 
-    /// Whether the TPM marked the key restricted and signing-only (TPMA_OBJECT bits 16, 18),
-    /// i.e. it signs only TPM-generated structures. `None` for keys from PEM.
+    /// Whether the TPM marked the key a restricted, signing-only key that never leaves it
+    /// (TPMA_OBJECT fixedTPM, fixedParent, sensitiveDataOrigin, restricted, sign; not decrypt),
+    /// i.e. it signs only TPM-generated structures. `None` for keys from PEM. Self-reported by
+    /// the public area: the reference's pin on the key is what makes it count.
     pub fn is_restricted_signing(&self) -> Option<bool> {
+        const FIXED_TPM: u32 = 1 << 1;
+        const FIXED_PARENT: u32 = 1 << 4;
+        const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
         const RESTRICTED: u32 = 1 << 16;
         const DECRYPT: u32 = 1 << 17;
         const SIGN: u32 = 1 << 18;
+        const REQUIRED: u32 = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | RESTRICTED | SIGN;
         self.attributes
-            .map(|a| a & RESTRICTED != 0 && a & SIGN != 0 && a & DECRYPT == 0)
+            .map(|a| a & REQUIRED == REQUIRED && a & DECRYPT == 0)
     }
 }
 

@@ -53,8 +53,8 @@ pub enum ReferenceError {
     Json(#[source] serde_json::Error),
     #[error("reference format is {found:?}; this verifier reads {REFERENCE_FORMAT:?}")]
     Format { found: String },
-    #[error("ak_public_sha256 entry {0:?} is not 64 hex digits")]
-    BadAkDigest(String),
+    #[error("digest {0:?} (in ak_public_sha256 or runtime_events) is not 64 hex digits")]
+    BadDigest(String),
 }
 
 impl Reference {
@@ -76,9 +76,13 @@ impl Reference {
                 found: reference.format,
             });
         }
-        for d in &reference.ak_public_sha256 {
+        let digests = reference
+            .ak_public_sha256
+            .iter()
+            .chain(reference.runtime_events.iter().flatten().map(|e| &e.sha256));
+        for d in digests {
             if d.len() != 64 || hex::decode(d).is_err() {
-                return Err(ReferenceError::BadAkDigest(d.clone()));
+                return Err(ReferenceError::BadDigest(d.clone()));
             }
         }
         Ok(reference)

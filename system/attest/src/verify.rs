@@ -225,7 +225,18 @@ pub fn verify(
     let ak = AkKey::from_tpm2b_public(&evidence.ak_public);
     checks.push(match (&signature, &ak) {
         (Ok(sig), Ok(ak)) => {
-            let failures = check_signature(&evidence.quote, sig, ak);
+            let mut failures: Vec<String> = check_signature(&evidence.quote, sig, ak)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            // Tools like tpm2_checkquote take the PEM: it must be the same key.
+            if AkKey::from_pem(&evidence.ak_pem)
+                .map(|k| k.point().to_vec())
+                .ok()
+                != Some(ak.point().to_vec())
+            {
+                failures.push("ak_pem is not the attestation key in ak_public".into());
+            }
             if failures.is_empty() {
                 Check::new(
                     "quote.signature",
@@ -234,12 +245,11 @@ pub fn verify(
                     "the quote's signature verifies under the attestation key",
                 )
             } else {
-                let text: Vec<String> = failures.iter().map(ToString::to_string).collect();
                 Check::new(
                     "quote.signature",
                     Claim::Hardware,
                     Outcome::Fail,
-                    text.join("; "),
+                    failures.join("; "),
                 )
             }
         }
@@ -293,9 +303,12 @@ pub fn verify(
         ),
     });
 
-    checks.push(crate::logcheck::check_eventlog(evidence, &quoted));
+    let (log_check, analysis) = crate::logcheck::check_eventlog(evidence, &quoted);
+    checks.push(log_check);
     checks.extend(check_references(&combined, &quoted));
-    checks.push(crate::logcheck::check_runtime_events(evidence, &combined));
+    checks.push(crate::logcheck::check_runtime_events(
+        evidence, &combined, &quoted, &analysis,
+    ));
     checks.push(check_tpm_kind(evidence));
 
     Ok(Verdict::from_checks(checks))
@@ -361,9 +374,9 @@ fn check_nonce(evidence: &Evidence, attest: Option<&Attest>, expected_nonce: &[u
     );
     let bound = match (&evidence.tls_spki_sha256, &evidence.audit_head) {
         (None, None) => "the nonce",
-        (Some(_), None) => "sha256(nonce ‖ TLS key)",
-        (None, Some(_)) => "sha256(nonce ‖ audit head)",
-        (Some(_), Some(_)) => "sha256(nonce ‖ TLS key ‖ audit head)",
+        (Some(_), None) => "the nonce bound with the TLS key",
+        (None, Some(_)) => "the nonce bound with the audit head",
+        (Some(_), Some(_)) => "the nonce bound with the TLS key and the audit head",
     };
     let mut check = if attest.extra_data == expected {
         Check::new(
@@ -452,11 +465,19 @@ fn check_references(combined: &Combined, quoted: &PcrValues) -> Vec<Check> {
                 }),
             }
         }
-        let check = if matched == 0 && findings.is_empty() {
+        let check = if combined.pcrs.is_empty() {
+            // Pinning only the AK checks nothing about the software: no accept-all default.
             Check::new(
                 id,
                 claim,
-                Outcome::Skipped,
+                Outcome::Fail,
+                "no reference constrains any PCR: nothing about the running software is checked",
+            )
+        } else if matched == 0 && findings.is_empty() {
+            Check::new(
+                id,
+                claim,
+                Outcome::Warn,
                 format!("no reference constrains the {what}"),
             )
         } else if findings.is_empty() {
@@ -519,6 +540,7 @@ fn check_tpm_kind(evidence: &Evidence) -> Check {
 mod tests {
     use super::*;
     use crate::evidence::EVIDENCE_FORMAT;
+    use crate::pcr::Bank;
 
     fn data(name: &str) -> Vec<u8> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/swtpm-quote");
@@ -590,6 +612,74 @@ mod tests {
     }
 
     #[test]
+    fn a_reference_pinning_only_the_ak_is_not_enough() {
+        let ev = fixture_evidence();
+        let mut r = Reference::new(None);
+        r.ak_public_sha256.push(Reference::ak_digest(&ev.ak_public));
+        let v = verify(&ev, &[r], b"hearth-fixture").unwrap();
+        assert!(!v.trusted());
+        let failed: Vec<&str> = v.failed().map(|c| c.id).collect();
+        assert_eq!(failed, ["reference.executables", "reference.configuration"]);
+    }
+
+    #[test]
+    fn a_quoted_bank_the_log_does_not_carry_fails() {
+        // The fixture quote covers sha1:0 and sha256:0,7,11; this log carries sha256 only.
+        let mut ev = fixture_evidence();
+        ev.eventlog = Some(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../eventlog/tests/data/ovmf-uki-sha256.bin"
+            ))
+            .unwrap(),
+        );
+        let v = verify(&ev, &[fixture_reference(&ev)], b"hearth-fixture").unwrap();
+        let check = v.check("eventlog.replay").unwrap();
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(
+            check.findings.iter().any(|f| f.subject == "bank sha1"),
+            "{check:?}"
+        );
+    }
+
+    #[test]
+    fn runtime_events_must_be_proven_by_the_quote() {
+        use crate::reference::AllowedRuntimeEvent;
+        // The fixture quote does not cover PCR 15: a runtime log and an allowlist for it cannot
+        // be checked, so they fail rather than pass vacuously.
+        let mut ev = fixture_evidence();
+        ev.runtime_log = Some(
+            hearth_eventlog::RuntimeEvent::measure(15, "hearth-config", "good", &[Bank::Sha256])
+                .to_line()
+                + "\n",
+        );
+        let mut r = fixture_reference(&ev);
+        r.runtime_events = Some(vec![AllowedRuntimeEvent {
+            pcr: 15,
+            kind: "hearth-config".into(),
+            sha256: hex::encode(Bank::Sha256.hash(b"good")),
+        }]);
+        let v = verify(&ev, &[r.clone()], b"hearth-fixture").unwrap();
+        let check = v.check("runtime.events").unwrap();
+        assert_eq!(check.outcome, Outcome::Fail, "{check:?}");
+        assert_eq!(check.findings[0].subject, "sha256:15");
+        // Without a runtime log at all, the same reference still demands PCR 15 be quoted.
+        ev.runtime_log = None;
+        let v = verify(&ev, &[r], b"hearth-fixture").unwrap();
+        assert_eq!(v.check("runtime.events").unwrap().outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn a_pem_that_is_another_key_fails_the_signature_check() {
+        let mut ev = fixture_evidence();
+        ev.ak_pem = ev.ak_pem.replace('M', "N");
+        let v = verify(&ev, &[fixture_reference(&ev)], b"hearth-fixture").unwrap();
+        let check = v.check("quote.signature").unwrap();
+        assert_eq!(check.outcome, Outcome::Fail);
+        assert!(check.detail.contains("ak_pem"), "{}", check.detail);
+    }
+
+    #[test]
     fn unquoted_values_are_not_trusted() {
         // A PCR the evidence reports but the quote does not cover cannot satisfy a reference.
         let mut ev = fixture_evidence();
@@ -610,11 +700,23 @@ mod tests {
         let n = b"nonce";
         assert_eq!(Evidence::qualifying_data(n, None, None), n);
         let both = Evidence::qualifying_data(n, Some(&[1; 32]), Some(&[2; 32]));
-        let mut buf = n.to_vec();
+        let mut buf = b"hearth-qd/1\x00\x05nonce\x03\x00\x20".to_vec();
         buf.extend_from_slice(&[1; 32]);
+        buf.extend_from_slice(&[0, 32]);
         buf.extend_from_slice(&[2; 32]);
         assert_eq!(both, crate::pcr::Bank::Sha256.hash(&buf));
         assert_ne!(both, Evidence::qualifying_data(n, Some(&[1; 32]), None));
+        // Moving bytes between the nonce and a binding, or swapping the bindings, changes it.
+        let mut longer = n.to_vec();
+        longer.extend_from_slice(&[1; 32]);
+        assert_ne!(
+            both,
+            Evidence::qualifying_data(&longer, None, Some(&[2; 32]))
+        );
+        assert_ne!(
+            Evidence::qualifying_data(n, Some(&[2; 32]), None),
+            Evidence::qualifying_data(n, None, Some(&[2; 32]))
+        );
         // The fixture quote was made over the bare nonce: with a binding claimed, it fails.
         let mut ev = fixture_evidence();
         ev.audit_head = Some(vec![9; 32]);
@@ -632,6 +734,13 @@ mod tests {
         let err = Evidence::from_json(value.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("not valid JSON"), "{err}");
         value.as_object_mut().unwrap().remove("surprise");
+        value["audit_head"] = serde_json::json!("abcd");
+        let err = Evidence::from_json(value.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "evidence audit_head is 2 bytes; a SHA-256 digest is 32"
+        );
+        value.as_object_mut().unwrap().remove("audit_head");
         value["format"] = serde_json::json!("hearth-evidence/99");
         let err = Evidence::from_json(value.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("hearth-evidence/99"), "{err}");

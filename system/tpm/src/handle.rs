@@ -73,6 +73,11 @@ impl TpmHandle {
     {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job: Job = Box::new(move |tpm| {
+            // A caller that timed out has been told the TPM is unreachable: doing its work now
+            // (incrementing a counter, say) would act on a request it believes failed.
+            if reply_tx.is_closed() {
+                return;
+            }
             let _ = reply_tx.send(f(tpm));
         });
         self.inner.tx.try_send(job).map_err(|e| match e {

@@ -385,8 +385,7 @@ impl Tpm {
                     component = "tpm",
                     "0x81000001 holds another storage key; using a transient SRK"
                 );
-                let mut obj = ObjectHandle::from(key);
-                let _ = self.ctx.tr_close(&mut obj);
+                self.close_key(key);
                 false
             }
             None => true,
@@ -472,7 +471,28 @@ impl Tpm {
                 "seal to PCRs of exactly one bank, e.g. sha256:7,11".into(),
             ));
         }
-        let pcrs = self.pcr_read(selection)?;
+        // The policy binds the values read here; if a PCR moves before the object exists
+        // (another process extending through the resource manager), the blob could never be
+        // unsealed, so read again afterwards and retry.
+        for _ in 0..3 {
+            let pcrs = self.pcr_read(selection)?;
+            let blob = self.seal_to(secret, selection, pcrs.clone())?;
+            if self.pcr_read(selection)? == pcrs {
+                return Ok(blob);
+            }
+            tracing::debug!(component = "tpm", "PCRs changed during seal; retrying");
+        }
+        Err(TpmError::Unexpected(
+            "PCRs kept changing while sealing".into(),
+        ))
+    }
+
+    fn seal_to(
+        &mut self,
+        secret: &[u8],
+        selection: &PcrSelection,
+        pcrs: PcrValues,
+    ) -> Result<SealedBlob, TpmError> {
         let pcr_digest = pcrs
             .digest(selection, Bank::Sha256)
             .map_err(|(b, p)| TpmError::Unexpected(format!("PCR {b}:{p} was not read")))?;
@@ -507,6 +527,21 @@ impl Tpm {
         let public = Public::unmarshall(&blob.public).map_err(|_| TpmError::MalformedBlob {
             reason: "public area does not unmarshal as TPMT_PUBLIC".into(),
         })?;
+        // The recorded policy must be the object's own: otherwise doctored PCR values with a
+        // recomputed policy would make a mismatch report name PCRs that never moved.
+        match &public {
+            Public::KeyedHash {
+                auth_policy,
+                object_attributes,
+                ..
+            } if auth_policy.value() == blob.policy.as_slice()
+                && !object_attributes.user_with_auth() => {}
+            _ => {
+                return Err(TpmError::MalformedBlob {
+                    reason: "the sealed object's policy is not the recorded one".into(),
+                });
+            }
+        }
         let private =
             Private::try_from(blob.private.clone()).map_err(|_| TpmError::MalformedBlob {
                 reason: "private area is too large".into(),
@@ -534,7 +569,9 @@ impl Tpm {
             Ok(secret) => Ok(secret),
             Err(err) => {
                 // Tell a moved PCR from any other failure by looking at the PCRs themselves.
-                let now = self.pcr_read(&selection)?;
+                let Ok(now) = self.pcr_read(&selection) else {
+                    return Err(err);
+                };
                 let changed: Vec<u8> = selection
                     .iter()
                     .flat_map(|(bank, pcrs)| pcrs.iter().map(move |p| (bank, *p)))
@@ -591,7 +628,8 @@ impl Tpm {
         })?;
         let key = match self.persistent_key(persistent)? {
             Some((key, public)) if is_hearth_ak(&public) => key,
-            Some(_) => {
+            Some((key, _)) => {
+                self.close_key(key);
                 return Err(TpmError::ForeignAk {
                     handle: self.ak_handle,
                 });
@@ -619,11 +657,21 @@ impl Tpm {
             }
             Err(e) => return Err(TpmError::tss("TR_FromTPMPublic", e)),
         };
-        let (public, _, _) = self
-            .ctx
-            .execute_without_session(|c| c.read_public(key))
-            .map_err(|e| TpmError::tss("ReadPublic", e))?;
-        Ok(Some((key, public)))
+        match self.ctx.execute_without_session(|c| c.read_public(key)) {
+            Ok((public, _, _)) => Ok(Some((key, public))),
+            Err(e) => {
+                self.close_key(key);
+                Err(TpmError::tss("ReadPublic", e))
+            }
+        }
+    }
+
+    /// Releases the ESYS resource of a persistent key (the key stays in the TPM).
+    fn close_key(&mut self, key: KeyHandle) {
+        let mut obj = ObjectHandle::from(key);
+        if let Err(e) = self.ctx.tr_close(&mut obj) {
+            tracing::debug!(component = "tpm", error = %e, "TR_Close failed");
+        }
     }
 
     fn create_ak(&mut self, persistent: PersistentTpmHandle) -> Result<KeyHandle, TpmError> {
@@ -1054,6 +1102,9 @@ fn is_hearth_ak(public: &Public) -> bool {
                 && object_attributes.fixed_tpm()
                 && !object_attributes.decrypt()
                 && parameters.ecc_curve() == EccCurve::NistP256
+                // Quotes are checked with SHA-256 PCR digests: the key must sign with SHA-256.
+                && parameters.ecc_scheme()
+                    == EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256))
         }
         _ => false,
     }

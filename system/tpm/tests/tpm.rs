@@ -145,6 +145,23 @@ mod seal {
     }
 
     #[test]
+    fn a_doctored_blob_cannot_make_the_mismatch_report_lie() {
+        let sw = Swtpm::start().unwrap();
+        let mut tpm = open(&sw);
+        let mut blob = tpm.seal(b"root secret", &sel("sha256:7,11")).unwrap();
+        // Rewrite the recorded PCR 11 and recompute the recorded policy to match it.
+        blob.pcrs.insert(Bank::Sha256, 11, vec![0x11; 32]);
+        let digest = blob.pcrs.digest(&blob.selection, Bank::Sha256).unwrap();
+        blob.policy = hearth_tpm::pcr::policy_pcr_digest(&blob.selection, &digest);
+        let err = tpm.unseal(&blob).unwrap_err();
+        assert!(matches!(err, TpmError::MalformedBlob { .. }), "{err}");
+        assert!(
+            err.to_string().contains("policy is not the recorded one"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_secrets_and_selections_are_refused_before_the_tpm() {
         let sw = Swtpm::start().unwrap();
         let mut tpm = open(&sw);

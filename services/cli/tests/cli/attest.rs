@@ -297,6 +297,14 @@ fn the_cli_exits_1_for_not_trusted_and_2_for_unusable_input() {
         96
     );
 
+    let out = verify_args(&ev_path, "");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--nonce is empty"),
+        "{}",
+        stderr(&out)
+    );
+
     let garbage = dir.path().join("garbage.json");
     std::fs::write(
         &garbage,
@@ -340,6 +348,135 @@ fn a_baseline_is_only_captured_from_sound_evidence() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("PCR digest"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_baseline_takes_only_quoted_pcrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = Swtpm::start().unwrap();
+    let json = ok(hearth(
+        &sw,
+        &[
+            "attest",
+            "evidence",
+            "--nonce",
+            NONCE,
+            "--no-eventlog",
+            "--pcrs",
+            "0-7",
+        ],
+        b"",
+    ));
+    let mut ev = Evidence::from_json(&json).unwrap();
+    ev.pcrs.insert(Bank::Sha256, 9, vec![0x99; 32]); // reported, not quoted
+    let path = dir.path().join("evidence.json");
+    std::fs::write(&path, ev.to_json()).unwrap();
+    let (_, r) = reference(
+        &["--from-evidence", path.to_str().unwrap()],
+        dir.path(),
+        "r.json",
+    );
+    assert_eq!(r.pcrs.bank(Bank::Sha256).count(), 8);
+    assert!(r.pcrs.get(Bank::Sha256, 9).is_none());
+    let out = run(
+        None,
+        &[
+            "attest",
+            "reference",
+            "--from-evidence",
+            path.to_str().unwrap(),
+            "--pcrs",
+            "9",
+        ],
+        b"",
+        "off",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no (quoted) value for sha256:9"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bindings_are_proven_and_cannot_be_rearranged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = Swtpm::start().unwrap();
+    let tls = "11".repeat(32);
+    let audit = "22".repeat(32);
+    let (ev_path, ev) = evidence(
+        &sw,
+        dir.path(),
+        &[
+            "--no-eventlog",
+            "--tls-spki-sha256",
+            &tls,
+            "--audit-head",
+            &audit,
+        ],
+    );
+    let (_, r) = reference(
+        &["--from-evidence", ev_path.to_str().unwrap()],
+        dir.path(),
+        "r.json",
+    );
+    let refs = std::slice::from_ref(&r);
+    let v = verify(&ev, refs, &nonce()).unwrap();
+    assert!(failed(&v).is_empty(), "{:?}", v.checks);
+    assert!(
+        v.check("quote.nonce")
+            .unwrap()
+            .detail
+            .contains("TLS key and the audit head")
+    );
+
+    // An attacker relays nonce ‖ their TLS key as "the nonce" and binds the real key as the
+    // audit head: with length-prefixed, flagged fields the rearranged evidence does not verify.
+    let attacker_tls = "33".repeat(32);
+    let relayed = format!("{NONCE}{attacker_tls}");
+    let json = ok(hearth(
+        &sw,
+        &[
+            "attest",
+            "evidence",
+            "--nonce",
+            &relayed,
+            "--no-eventlog",
+            "--pcrs",
+            "0-15",
+            "--tls-spki-sha256",
+            &tls,
+        ],
+        b"",
+    ));
+    let mut forged = Evidence::from_json(&json).unwrap();
+    forged.nonce = nonce();
+    forged.tls_spki_sha256 = Some(hex::decode(&attacker_tls).unwrap());
+    forged.audit_head = Some(hex::decode(&tls).unwrap());
+    let v = verify(&forged, refs, &nonce()).unwrap();
+    assert_eq!(failed(&v), ["quote.nonce"]);
+
+    // Bindings must be SHA-256 digests.
+    let out = hearth(
+        &sw,
+        &[
+            "attest",
+            "evidence",
+            "--nonce",
+            NONCE,
+            "--no-eventlog",
+            "--audit-head",
+            "abcd",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("must be a SHA-256 digest"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
