@@ -197,6 +197,24 @@ pub(crate) fn open_value<V: Value>(
     })
 }
 
+/// Reads `key` from an open table (of a read or a write transaction) and authenticates it.
+fn get_from<V: Value>(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    cipher: &RecordCipher,
+    path: &Path,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Option<V::Owned>, StoreError> {
+    let found = table.get(key).map_err(|e| StoreError::Db {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    match found {
+        Some(guard) => Ok(Some(open_value::<V>(cipher, name, key, guard.value())?)),
+        None => Ok(None),
+    }
+}
+
 /// A write transaction: everything in it commits durably (fsync) and atomically, or not at all.
 /// Opened tables are kept for the transaction, so batches pay for the lookup once.
 pub struct WriteTxn<'t> {
@@ -282,16 +300,8 @@ impl<'t> WriteTxn<'t> {
         name: &'static str,
         key: &[u8],
     ) -> Result<Option<V::Owned>, StoreError> {
-        let cipher = self.cipher;
-        let path = self.path;
-        let found = self.table(name)?.get(key).map_err(|e| StoreError::Db {
-            path: path.to_owned(),
-            source: e.into(),
-        })?;
-        match found {
-            Some(guard) => Ok(Some(open_value::<V>(cipher, name, key, guard.value())?)),
-            None => Ok(None),
-        }
+        let (cipher, path) = (self.cipher, self.path);
+        get_from::<V>(self.table(name)?, cipher, path, name, key)
     }
 
     /// Removes `key`; whether it was there.
@@ -379,17 +389,9 @@ impl<'s> ReadTxn<'s> {
         name: &'static str,
         key: &[u8],
     ) -> Result<Option<V::Owned>, StoreError> {
-        let cipher = self.cipher;
-        let path = self.path;
-        let Some(t) = self.table(name)? else {
-            return Ok(None);
-        };
-        let found = t.get(key).map_err(|e| StoreError::Db {
-            path: path.to_owned(),
-            source: e.into(),
-        })?;
-        match found {
-            Some(guard) => Ok(Some(open_value::<V>(cipher, name, key, guard.value())?)),
+        let (cipher, path) = (self.cipher, self.path);
+        match self.table(name)? {
+            Some(t) => get_from::<V>(t, cipher, path, name, key),
             None => Ok(None),
         }
     }
