@@ -112,7 +112,9 @@ fn from_store(id: BlobId, e: StoreError) -> BlobError {
         }
         StoreError::Db { path, source } => BlobError::Db { path, source },
         // Not produced by the blob table's internal accessors; mapped for completeness.
-        StoreError::ReservedTable { .. } | StoreError::BadKey { .. } => BlobError::Io {
+        StoreError::ReservedTable { .. }
+        | StoreError::ReservedPurpose { .. }
+        | StoreError::BadKey { .. } => BlobError::Io {
             op: "use the blob table",
             path: PathBuf::from(BLOBS_TABLE),
             source: io::Error::other(e.to_string()),

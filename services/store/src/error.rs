@@ -116,6 +116,9 @@ pub enum StoreError {
     #[error("store is locked: {reason}")]
     Locked { reason: LockReason },
 
+    #[error("key purpose {purpose} is the store's own and is not handed out")]
+    ReservedPurpose { purpose: hearth_keys::Purpose },
+
     #[error("table name {name:?} is reserved for the store itself (names starting with '_')")]
     ReservedTable { name: &'static str },
 

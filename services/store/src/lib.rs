@@ -31,6 +31,8 @@ mod table;
 
 pub use blob::{BlobId, BlobInfo, BlobReader, BlobWriter, ParseBlobIdError};
 pub use error::{BlobError, CreateError, OpenError, StoreError, UnlockError};
-pub use hearth_keys::{LockReason, RecoverError, RecoveryKey, RecoveryKeyError};
+pub use hearth_keys::{
+    LockReason, Purpose, PurposeKey, RecoverError, RecoveryKey, RecoveryKeyError,
+};
 pub use store::{BLOB_DIR, DB_FILE, KEYRING_FILE, KeySource, Store, StoreOptions, StoreState};
 pub use table::{Bytes, Json, Key, ReadTxn, Rows, Table, Value, WriteTxn};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use hearth_keys::{
-    DEFAULT_CHUNK_SIZE, KeyWrapper, Keyring, LockReason, Protection, Purpose, RecordCipher,
-    RecoveryKey, RootSecret, Unsealed, read_dev_key_file, write_dev_key_file,
+    DEFAULT_CHUNK_SIZE, KeyWrapper, Keyring, LockReason, Protection, Purpose, PurposeKey,
+    RecordCipher, RecoveryKey, RootSecret, Unsealed, read_dev_key_file, write_dev_key_file,
 };
 use hearth_tpm::{PcrSelection, Tpm};
 use redb::{Database, Durability, ReadableDatabase as _, TableHandle as _};
@@ -95,6 +95,8 @@ pub(crate) struct OpenStore {
     pub(crate) keys: KeyWrapper,
     pub(crate) keyring: Keyring,
     pub(crate) chunk_size: u32,
+    /// Kept for [`Store::purpose_key`]; zeroed on drop with the open state.
+    pub(crate) root: RootSecret,
 }
 
 enum State {
@@ -171,7 +173,7 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
-        let open = OpenStore::open(dir, new.keyring, &new.root, options)?;
+        let open = OpenStore::open(dir, new.keyring, new.root, options)?;
         tracing::info!(component = "store", dir = %dir.display(), "store created");
         Ok((
             Store {
@@ -253,7 +255,7 @@ impl Store {
                 read_dev_key_file(path)?
             }
         };
-        let open = OpenStore::open(dir, keyring, &root, options)?;
+        let open = OpenStore::open(dir, keyring, root, options)?;
         Ok(Store {
             dir: dir.to_owned(),
             options: options.clone(),
@@ -278,22 +280,28 @@ impl Store {
         let root = keyring.recover(recovery_key)?;
         // Prove the root opens this database before re-protecting it or touching the keyring on
         // disk (opening a locked store checks the key check record, and removes orphans).
-        let opened = match &*state {
+        let (opened, checked_root) = match &*state {
             State::Open(open) => {
                 OpenStore::check_root(open, &keyring, &root)?;
-                None
+                (None, Some(root))
             }
-            State::Locked { .. } => Some(OpenStore::open(
-                &self.dir,
-                keyring.clone(),
-                &root,
-                &self.options,
-            )?),
+            State::Locked { .. } => (
+                Some(OpenStore::open(
+                    &self.dir,
+                    keyring.clone(),
+                    root,
+                    &self.options,
+                )?),
+                None,
+            ),
+        };
+        let Some(root) = opened.as_ref().map(|o| &o.root).or(checked_root.as_ref()) else {
+            unreachable!("either the store opened with the root or the root was checked")
         };
         match keys {
-            KeySource::Tpm { tpm, seal_pcrs } => keyring.reseal(tpm, &root, seal_pcrs)?,
+            KeySource::Tpm { tpm, seal_pcrs } => keyring.reseal(tpm, root, seal_pcrs)?,
             KeySource::DevKeyFile { path } => {
-                write_dev_key_file(path, &root)?;
+                write_dev_key_file(path, root)?;
                 keyring.use_dev_key_file();
             }
         }
@@ -389,6 +397,20 @@ impl Store {
         self.write(|w| w.remove(table, key))
     }
 
+    /// The key for `purpose` derived from this store's root secret, for the services built on
+    /// the store (the audit log's MAC key, console session secrets). The store's own purposes
+    /// (`STORE`, `BLOB`) are refused: holding them would let a caller forge stored values.
+    /// Fails with the lock reason on a locked store.
+    pub fn purpose_key(&self, purpose: Purpose) -> Result<PurposeKey, StoreError> {
+        if purpose == Purpose::STORE || purpose == Purpose::BLOB {
+            return Err(StoreError::ReservedPurpose { purpose });
+        }
+        self.with_open(
+            |reason| StoreError::Locked { reason },
+            |open| Ok(open.keyring.derive(&open.root, purpose)),
+        )
+    }
+
     /// Every entry of `table`, in key order.
     pub fn list<K: Key + ?Sized, V: Value>(
         &self,
@@ -404,7 +426,7 @@ impl OpenStore {
     fn open(
         dir: &Path,
         keyring: Keyring,
-        root: &RootSecret,
+        root: RootSecret,
         options: &StoreOptions,
     ) -> Result<OpenStore, OpenError> {
         let db_path = dir.join(DB_FILE);
@@ -434,14 +456,15 @@ impl OpenStore {
         };
         let db = builder.create(&db_path).map_err(|e| db_err(e.into()))?;
         let keys =
-            KeyWrapper::new(&keyring.derive(root, Purpose::BLOB)).map_err(OpenError::Random)?;
+            KeyWrapper::new(&keyring.derive(&root, Purpose::BLOB)).map_err(OpenError::Random)?;
         let mut open = OpenStore {
             db,
             db_path: db_path.clone(),
             blob_dir,
-            records: RecordCipher::new(&keyring.derive(root, Purpose::STORE))
+            records: RecordCipher::new(&keyring.derive(&root, Purpose::STORE))
                 .map_err(OpenError::Random)?,
             keys,
+            root,
             keyring,
             chunk_size: options.blob_chunk_size,
         };

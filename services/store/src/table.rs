@@ -314,6 +314,32 @@ impl<'t> WriteTxn<'t> {
         self.remove_raw(name, key.encode().as_ref())
     }
 
+    /// Every entry of `table` as this transaction sees it, in key order, each authenticated.
+    pub fn list<K: Key + ?Sized, V: Value>(
+        &mut self,
+        table: &Table<K, V>,
+    ) -> Result<Rows<K, V>, StoreError> {
+        let name = table.checked_name()?;
+        let (cipher, path) = (self.cipher, self.path);
+        let db_err = |e: redb::StorageError| StoreError::Db {
+            path: path.to_owned(),
+            source: e.into(),
+        };
+        let t = self.table(name)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let key = k.value().to_vec();
+            let value = open_value::<V>(cipher, name, &key, v.value())?;
+            let key = K::decode(&key).ok_or(StoreError::BadKey {
+                table: name,
+                key: describe_key(&key),
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     pub(crate) fn remove_raw(
         &mut self,
         name: &'static str,
