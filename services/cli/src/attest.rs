@@ -8,8 +8,10 @@ use hearth_attest::evidence::{EVIDENCE_FORMAT, Evidence, TpmDescription};
 use hearth_attest::pcr::{PcrSelection, PcrValues};
 use hearth_attest::quote::{AkKey, Attest, EcdsaSignature, check_pcr_digest, check_signature};
 use hearth_attest::reference::Reference;
-use hearth_attest::verify::{Outcome, Verdict, verify};
+use hearth_attest::verify::{Outcome, Status, Verdict, verify};
 use hearth_tpm::{TpmConfig, TpmHandle};
+
+use crate::fetch;
 
 /// Where Linux exposes the firmware's TCG event log.
 const DEFAULT_EVENTLOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
@@ -67,15 +69,30 @@ pub enum AttestCommand {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Evidence from `hearth attest evidence`.
-    #[arg(long)]
-    evidence: PathBuf,
+    /// A running appliance, `https://HOST[:PORT]`: fetch fresh evidence over TLS (with a new
+    /// random nonce) and check that it binds the TLS key of this very connection. Without it,
+    /// verify `--evidence` offline.
+    #[arg(value_name = "TARGET", conflicts_with_all = ["evidence", "nonce"])]
+    target: Option<String>,
+    /// Evidence from `hearth attest evidence` (offline mode).
+    #[arg(long, required_unless_present = "target")]
+    evidence: Option<PathBuf>,
     /// Reference manifests; several combine (release + platform).
     #[arg(long = "reference", required = true)]
     references: Vec<PathBuf>,
-    /// The nonce you gave the appliance, hex.
-    #[arg(long)]
-    nonce: String,
+    /// The nonce you gave the appliance, hex (offline mode).
+    #[arg(long, required_unless_present = "target")]
+    nonce: Option<String>,
+    /// With TARGET: the SHA-256 of the appliance's TLS certificate (DER), 64 hex digits, colons
+    /// and case ignored. Any other certificate is refused (not trusted).
+    #[arg(long, requires = "target", value_name = "SHA256")]
+    fingerprint: Option<String>,
+    /// With TARGET: write the fetched evidence here, as received, to archive and re-check offline.
+    #[arg(long, requires = "target", value_name = "FILE")]
+    save_evidence: Option<PathBuf>,
+    /// With TARGET: give up when the appliance has not answered completely within this long.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    http_timeout_secs: u64,
     /// Print the verdict as EAR JSON.
     #[arg(long)]
     json: bool,
@@ -216,41 +233,148 @@ fn self_consistent(evidence: &Evidence) -> Result<Vec<(hearth_attest::pcr::Bank,
 
 /// `hearth verify`: returns whether the appliance is trusted; unusable input is an error that
 /// carries [`UnusableInput`].
-pub fn verify_command(args: VerifyArgs) -> Result<bool> {
+pub async fn verify_command(args: VerifyArgs) -> Result<bool> {
     let unusable = |e: anyhow::Error| e.context(UnusableInput);
-    let nonce = parse_hex("--nonce", &args.nonce)
-        .and_then(|n| {
-            if n.is_empty() {
-                bail!("--nonce is empty: verify against the fresh nonce you gave the appliance");
-            }
-            Ok(n)
-        })
-        .map_err(unusable)?;
-    let evidence = read_bounded(&args.evidence)
-        .and_then(|b| {
-            Evidence::from_json(&b).with_context(|| format!("reading {}", args.evidence.display()))
-        })
-        .map_err(unusable)?;
-    let mut references = Vec::new();
-    for path in &args.references {
-        let r = read_bounded(path)
-            .and_then(|b| {
-                Reference::from_json(&b).with_context(|| format!("reading {}", path.display()))
-            })
-            .map_err(unusable)?;
-        references.push(r);
+    let (evidence, nonce, remote, references) = match &args.target {
+        Some(target) => {
+            let (evidence, nonce, remote, references) = fetch_remote(target, &args).await?;
+            (evidence, nonce, Some(remote), references)
+        }
+        None => {
+            let (evidence, nonce) = read_offline(&args).map_err(unusable)?;
+            (evidence, nonce, None, read_references(&args.references)?)
+        }
+    };
+    let mut verdict = verify(&evidence, &references, &nonce).map_err(|e| unusable(e.into()))?;
+    if let Some(remote) = &remote {
+        let check = fetch::binding_check(&evidence, &remote.fetched);
+        if check.outcome == Outcome::Fail {
+            verdict.status = Status::Contraindicated;
+        }
+        verdict.checks.push(check);
     }
-    let verdict = verify(&evidence, &references, &nonce).map_err(|e| unusable(e.into()))?;
     if args.json {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        println!("{}", serde_json::to_string_pretty(&verdict.to_ear(now))?);
+        let mut ear = verdict.to_ear(now);
+        let submod = ear
+            .pointer_mut("/submods/hearth-appliance")
+            .and_then(serde_json::Value::as_object_mut);
+        if let (Some(remote), Some(submod)) = (&remote, submod) {
+            submod.insert("hearth.connection".into(), remote.to_json(&nonce));
+        }
+        println!("{}", serde_json::to_string_pretty(&ear)?);
     } else {
+        if let Some(remote) = &remote {
+            remote.print(&nonce);
+        }
         print_verdict(&verdict);
     }
     Ok(verdict.trusted())
+}
+
+/// Offline mode: the evidence file and the nonce the auditor gave the appliance.
+fn read_offline(args: &VerifyArgs) -> Result<(Evidence, Vec<u8>)> {
+    // clap requires both when no TARGET is given.
+    let (Some(path), Some(nonce)) = (&args.evidence, &args.nonce) else {
+        bail!("give TARGET, or --evidence and --nonce");
+    };
+    let nonce = parse_hex("--nonce", nonce)?;
+    if nonce.is_empty() {
+        bail!("--nonce is empty: verify against the fresh nonce you gave the appliance");
+    }
+    let evidence = Evidence::from_json(&read_bounded(path)?)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((evidence, nonce))
+}
+
+fn read_references(paths: &[PathBuf]) -> Result<Vec<Reference>> {
+    let mut references = Vec::new();
+    for path in paths {
+        let r = read_bounded(path)
+            .and_then(|b| {
+                Reference::from_json(&b).with_context(|| format!("reading {}", path.display()))
+            })
+            .map_err(|e| e.context(UnusableInput))?;
+        references.push(r);
+    }
+    Ok(references)
+}
+
+/// The live exchange behind `hearth verify https://…`: what the connection used.
+struct Remote {
+    target: fetch::Target,
+    pinned: bool,
+    fetched: fetch::Fetched,
+}
+
+impl Remote {
+    fn print(&self, nonce: &[u8]) {
+        println!("target: {}", self.target);
+        println!("nonce: {}", hex::encode(nonce));
+        let pin = if self.pinned {
+            "pinned by --fingerprint"
+        } else {
+            "not pinned: pass --fingerprint to refuse any other"
+        };
+        println!(
+            "certificate: sha256 {} ({pin})",
+            hex::encode(self.fetched.certificate_sha256)
+        );
+    }
+
+    fn to_json(&self, nonce: &[u8]) -> serde_json::Value {
+        serde_json::json!({
+            "target": self.target.to_string(),
+            "nonce": hex::encode(nonce),
+            "certificate_sha256": hex::encode(self.fetched.certificate_sha256),
+            "certificate_pinned": self.pinned,
+            "tls_spki_sha256": hex::encode(self.fetched.spki_sha256),
+        })
+    }
+}
+
+/// Parses the remote-mode flags, reads the references (before contacting anything), fetches
+/// evidence over a fresh nonce and saves it when asked.
+async fn fetch_remote(
+    target: &str,
+    args: &VerifyArgs,
+) -> Result<(Evidence, Vec<u8>, Remote, Vec<Reference>)> {
+    let unusable = |e: anyhow::Error| e.context(UnusableInput);
+    let target: fetch::Target = target
+        .parse()
+        .map_err(|e| unusable(anyhow::Error::new(e)))?;
+    let pin = args
+        .fingerprint
+        .as_deref()
+        .map(fetch::parse_fingerprint)
+        .transpose()
+        .map_err(unusable)?;
+    let references = read_references(&args.references)?;
+    let nonce = fetch::fresh_nonce()?.to_vec();
+    let timeout = std::time::Duration::from_secs(args.http_timeout_secs.max(1));
+    let fetched = match fetch::fetch_evidence(&target, &nonce, pin, timeout).await {
+        Ok(f) => f,
+        // The appliance is not the one pinned: a trust failure, not unusable input.
+        Err(e @ fetch::FetchError::FingerprintMismatch { .. }) => return Err(e.into()),
+        Err(e) => return Err(unusable(e.into())),
+    };
+    if let Some(path) = &args.save_evidence {
+        std::fs::write(path, &fetched.body)
+            .with_context(|| format!("writing the evidence to {}", path.display()))
+            .map_err(unusable)?;
+    }
+    let evidence = Evidence::from_json(&fetched.body)
+        .with_context(|| format!("reading the evidence {target} answered with"))
+        .map_err(unusable)?;
+    let remote = Remote {
+        target,
+        pinned: pin.is_some(),
+        fetched,
+    };
+    Ok((evidence, nonce, remote, references))
 }
 
 fn print_verdict(verdict: &Verdict) {

@@ -7,6 +7,7 @@
 mod attest;
 mod audit;
 mod eventlog;
+mod fetch;
 mod tpm;
 
 use std::io::IsTerminal as _;
@@ -51,7 +52,8 @@ enum Command {
     /// Produce evidence (on the appliance) and capture references (known-good values).
     #[command(subcommand)]
     Attest(attest::AttestCommand),
-    /// Verify evidence against references, offline: every check listed.
+    /// Verify evidence against references, every check listed: evidence from a file (offline) or
+    /// fetched live from a running appliance (`hearth verify https://HOST:PORT`).
     Verify(attest::VerifyArgs),
     /// Check an exported audit log.
     #[command(subcommand)]
@@ -86,7 +88,7 @@ fn main() -> ExitCode {
         .init();
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,
@@ -120,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             EXIT_NOT_TRUSTED
         }),
         Command::Verify(args) => {
-            let trusted = attest::verify_command(args)?;
+            let trusted = attest::verify_command(args).await?;
             Ok(if trusted { 0 } else { EXIT_NOT_TRUSTED })
         }
     }
@@ -129,6 +131,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<attest::UnusableInput>().is_some() {
         return EXIT_UNUSABLE;
+    }
+    // `hearth verify https://…` met a certificate other than the one pinned.
+    if let Some(fetch::FetchError::FingerprintMismatch { .. }) = err.downcast_ref() {
+        return EXIT_NOT_TRUSTED;
     }
     match err.downcast_ref::<TpmError>() {
         Some(TpmError::PolicyMismatch { .. }) => EXIT_POLICY_MISMATCH,

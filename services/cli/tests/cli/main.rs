@@ -5,6 +5,7 @@
 mod attest;
 mod audit;
 mod tpm;
+mod verify_remote;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
