@@ -1,0 +1,337 @@
+//! The console's state and the service layer both the JSON API and the HTML pages call.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use hearth_audit::{AuditKey, AuditLog, Entry, Record};
+use hearth_store::{Purpose, Store, StoreState};
+use hearth_tpm::{PcrSelection, PcrValues, TpmHandle};
+
+use crate::auth::{Sessions, Throttle};
+use crate::metrics::Metrics;
+
+/// What hearthd tells the console about its TLS identity.
+#[derive(Clone, Debug)]
+pub struct TlsIdentity {
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo, bound into attestation quotes.
+    pub spki_sha256: [u8; 32],
+    /// SHA-256 of the certificate (what browsers and `--fingerprint` show).
+    pub cert_sha256: [u8; 32],
+    /// A key made for this run only, because the store (which keeps the real one) is locked.
+    pub ephemeral: bool,
+}
+
+/// Console settings (hearthd's `[console]` section and what it derives).
+#[derive(Clone, Debug)]
+pub struct ConsoleConfig {
+    pub session_ttl: Duration,
+    /// PCRs quoted by the attestation endpoint.
+    pub attest_pcrs: PcrSelection,
+    /// PCRs the root secret is sealed to (re-sealed to on recovery unlock).
+    pub seal_pcrs: PcrSelection,
+    /// The firmware event log included in evidence, when readable.
+    pub eventlog: Option<PathBuf>,
+    /// Hearth's runtime log included in evidence, when readable.
+    pub runtime_log: Option<PathBuf>,
+    /// Where the audit journal lives.
+    pub audit_path: PathBuf,
+    /// `dev` or `production`, shown on the overview.
+    pub profile: String,
+}
+
+/// The running console: shared by every request.
+pub struct App {
+    pub config: ConsoleConfig,
+    pub store: Arc<Store>,
+    pub tpm: TpmHandle,
+    pub tls: TlsIdentity,
+    pub sessions: Sessions,
+    pub throttle: Throttle,
+    pub metrics: Metrics,
+    pub started: Instant,
+    audit: Mutex<Option<AuditLog>>,
+    pcr_cache: tokio::sync::Mutex<Option<(Instant, PcrValues)>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure a request ends with: an HTTP status and a message meant for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Seconds to wait, for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl ServiceError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ServiceError {
+        ServiceError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn unprocessable(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::CONFLICT, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ServiceError {
+        ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+    pub fn too_many(wait: Duration) -> ServiceError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ServiceError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!("too many failed attempts: try again in {secs} s"),
+            retry_after: Some(secs),
+        }
+    }
+}
+
+impl From<hearth_store::StoreError> for ServiceError {
+    fn from(e: hearth_store::StoreError) -> Self {
+        match e {
+            hearth_store::StoreError::Locked { reason } => {
+                ServiceError::unavailable(format!("store is locked: {reason}"))
+            }
+            other => {
+                tracing::error!(component = "console", error = %other, "store failure");
+                ServiceError::internal(format!("store failure: {other}"))
+            }
+        }
+    }
+}
+
+/// Who is acting: a user in a role (or nobody, for the public routes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub role: hearth_audit::Role,
+}
+
+impl Actor {
+    pub fn anonymous(claimed_name: &str) -> Actor {
+        Actor {
+            name: if claimed_name.is_empty() {
+                "anonymous".to_owned()
+            } else {
+                claimed_name.to_owned()
+            },
+            role: hearth_audit::Role::Anonymous,
+        }
+    }
+    pub fn system() -> Actor {
+        Actor {
+            name: "system".to_owned(),
+            role: hearth_audit::Role::System,
+        }
+    }
+}
+
+/// A started audit record that must be completed.
+#[must_use = "complete the audited action with App::finish"]
+pub struct Audited(Record);
+
+impl App {
+    pub fn new(
+        config: ConsoleConfig,
+        store: Arc<Store>,
+        tpm: TpmHandle,
+        tls: TlsIdentity,
+    ) -> Result<Arc<App>, String> {
+        let app = Arc::new(App {
+            config,
+            store,
+            tpm,
+            tls,
+            sessions: Sessions::default(),
+            throttle: Throttle::default(),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            audit: Mutex::new(None),
+            pcr_cache: tokio::sync::Mutex::new(None),
+        });
+        if matches!(app.store.state(), StoreState::Open) {
+            app.open_audit()?;
+        }
+        Ok(app)
+    }
+
+    /// Opens (or creates) the audit journal with the key derived from the store's root secret.
+    pub fn open_audit(&self) -> Result<(), String> {
+        let key = self
+            .store
+            .purpose_key(Purpose::AUDIT_MAC)
+            .map_err(|e| format!("cannot derive the audit key: {e}"))?;
+        let key = AuditKey::from_bytes(key.expose());
+        let path = &self.config.audit_path;
+        let log = if path.exists() {
+            let (log, report) = AuditLog::open(path, key)
+                .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+            if let Some(torn) = &report.torn {
+                tracing::warn!(
+                    component = "audit",
+                    offset = torn.offset,
+                    bytes = torn.bytes.len(),
+                    "cut off a torn final line that no append acknowledged"
+                );
+            }
+            let unfinished = log.unfinished();
+            if !unfinished.is_empty() {
+                tracing::warn!(
+                    component = "audit",
+                    ?unfinished,
+                    "actions started before the last shutdown never recorded an outcome"
+                );
+            }
+            log
+        } else {
+            AuditLog::create(path, key)
+                .map_err(|e| format!("cannot create the audit log {}: {e}", path.display()))?
+        };
+        *self.audit.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
+        Ok(())
+    }
+
+    /// Writes the record that precedes an action. If it cannot be written, the action must not
+    /// run: the error says so.
+    pub fn begin(
+        &self,
+        actor: &Actor,
+        action: &str,
+        object: &str,
+    ) -> Result<Audited, ServiceError> {
+        let mut guard = self.audit.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = guard.as_mut().ok_or_else(|| {
+            ServiceError::unavailable(
+                "the audit log is not open (store locked): nothing can change",
+            )
+        })?;
+        let started = Entry::started(actor.name.clone(), actor.role, action, object);
+        log.append(started).map(Audited).map_err(|e| {
+            tracing::error!(component = "audit", error = %e, "cannot write an audit record");
+            ServiceError::unavailable(format!(
+                "cannot write the audit record, so nothing was done: {e}"
+            ))
+        })
+    }
+
+    /// Records how an action ended and passes its result through. A completion that cannot be
+    /// written is logged (the action already happened; the journal shows it unfinished).
+    pub fn finish<T>(
+        &self,
+        started: Audited,
+        result: Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let entry = match &result {
+            Ok(_) => Entry::succeeded(&started.0),
+            Err(e) => Entry::failed(&started.0, e.message.chars().take(512).collect::<String>()),
+        };
+        let mut guard = self.audit.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut().map(|log| log.append(entry)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::error!(component = "audit", seq = started.0.seq, error = %e, "cannot write an audit completion")
+            }
+            None => tracing::error!(component = "audit", "audit log closed before a completion"),
+        }
+        result
+    }
+
+    /// Runs `act` between a started and a completion record.
+    pub fn audited<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        object: &str,
+        act: impl FnOnce() -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let started = self.begin(actor, action, object)?;
+        self.finish(started, act())
+    }
+
+    /// The audit chain's head (records, hash), if the journal is open.
+    pub fn audit_head(&self) -> Option<hearth_audit::Head> {
+        self.audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(AuditLog::head)
+    }
+
+    /// The 32 bytes bound into quotes, if the journal is open.
+    pub fn audit_binding(&self) -> Option<[u8; 32]> {
+        self.audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(AuditLog::audit_head)
+    }
+
+    /// The whole journal as export bytes, with its head.
+    pub fn audit_export(&self) -> Result<(Vec<u8>, hearth_audit::Head), ServiceError> {
+        let guard = self.audit.lock().unwrap_or_else(PoisonError::into_inner);
+        let log = guard
+            .as_ref()
+            .ok_or_else(|| ServiceError::unavailable("the audit log is not open (store locked)"))?;
+        let mut out = Vec::new();
+        let head = log
+            .export_to(&mut out)
+            .map_err(|e| ServiceError::internal(format!("cannot export the audit log: {e}")))?;
+        Ok((out, head))
+    }
+
+    /// PCR values for status pages, read from the TPM at most every two seconds.
+    pub async fn pcrs(&self) -> Result<PcrValues, ServiceError> {
+        let mut cache = self.pcr_cache.lock().await;
+        if let Some((at, values)) = &*cache {
+            if at.elapsed() < Duration::from_secs(2) {
+                return Ok(values.clone());
+            }
+        }
+        let values = self
+            .tpm
+            .pcr_read(self.config.attest_pcrs.clone())
+            .await
+            .map_err(|e| ServiceError::unavailable(format!("cannot read PCRs: {e}")))?;
+        *cache = Some((Instant::now(), values.clone()));
+        Ok(values)
+    }
+
+    /// Runs blocking work (argon2, fsyncs) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&App) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let app = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&app))
+            .await
+            .map_err(|e| ServiceError::internal(format!("worker failed: {e}")))?
+    }
+}

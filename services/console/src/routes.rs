@@ -1,0 +1,440 @@
+//! The route table (who may call what), the router, and the layers every request passes:
+//! authentication, authorization, CSRF, security headers, metrics.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use hearth_store::StoreState;
+
+use crate::app::{Actor, App, ServiceError};
+use crate::auth::{Session, same};
+use crate::model::UserRole;
+use crate::{api, pages, service};
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, logged in or not (health, setup, login, attestation, recovery unlock).
+    Public,
+    /// Logged-in users (session or API token) in one of these roles.
+    Roles(&'static [UserRole]),
+}
+
+/// One route: method, path pattern (as axum matches it), who may call it, and whether it is an
+/// HTML page (pages redirect to the login page instead of answering 401).
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub page: bool,
+}
+
+const ALL: &[UserRole] = &[UserRole::Admin, UserRole::Operator, UserRole::Auditor];
+const ADMIN: &[UserRole] = &[UserRole::Admin];
+const OVERSIGHT: &[UserRole] = &[UserRole::Admin, UserRole::Auditor];
+
+const fn api(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        page: false,
+    }
+}
+
+const fn page(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        page: true,
+    }
+}
+
+/// Every route the console serves, and the only place access is decided. A request whose
+/// route is missing here is refused (fail closed); the tests walk this table with every role.
+pub const ROUTES: &[RouteSpec] = &[
+    api("GET", "/healthz", Access::Public),
+    api("GET", "/metrics", Access::Roles(OVERSIGHT)),
+    api("GET", "/api/v1/setup", Access::Public),
+    api("POST", "/api/v1/setup", Access::Public),
+    api("POST", "/api/v1/login", Access::Public),
+    api("POST", "/api/v1/logout", Access::Roles(ALL)),
+    api("GET", "/api/v1/status", Access::Roles(ALL)),
+    api("GET", "/api/v1/users", Access::Roles(ADMIN)),
+    api("POST", "/api/v1/users", Access::Roles(ADMIN)),
+    api("POST", "/api/v1/users/{name}/disable", Access::Roles(ADMIN)),
+    api("POST", "/api/v1/users/{name}/role", Access::Roles(ADMIN)),
+    api("GET", "/api/v1/tokens", Access::Roles(ALL)),
+    api("POST", "/api/v1/tokens", Access::Roles(ALL)),
+    api("DELETE", "/api/v1/tokens/{id}", Access::Roles(ALL)),
+    api("GET", "/api/v1/audit", Access::Roles(OVERSIGHT)),
+    api("GET", "/api/v1/audit/export", Access::Roles(OVERSIGHT)),
+    api("GET", "/api/v1/attestation", Access::Public),
+    api("POST", "/api/v1/unlock", Access::Public),
+    page("GET", "/", Access::Roles(ALL)),
+    page("GET", "/setup", Access::Public),
+    page("POST", "/setup", Access::Public),
+    page("GET", "/login", Access::Public),
+    page("POST", "/login", Access::Public),
+    page("POST", "/logout", Access::Roles(ALL)),
+    page("GET", "/users", Access::Roles(ADMIN)),
+    page("POST", "/users", Access::Roles(ADMIN)),
+    page("POST", "/users/{name}/disable", Access::Roles(ADMIN)),
+    page("POST", "/users/{name}/role", Access::Roles(ADMIN)),
+    page("GET", "/audit", Access::Roles(OVERSIGHT)),
+    page("GET", "/attestation", Access::Roles(ALL)),
+    page("GET", "/unlock", Access::Public),
+    page("POST", "/unlock", Access::Public),
+    page("GET", "/static/console.css", Access::Public),
+];
+
+pub fn find_route(method: &Method, path: &str) -> Option<&'static RouteSpec> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method.as_str() && r.path == path)
+}
+
+/// Cookie names: `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
+pub const SESSION_COOKIE: &str = "__Host-hearth_session";
+pub const CSRF_COOKIE: &str = "__Host-hearth_csrf";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The peer address, which hearthd's connection loop attaches to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The authenticated caller, attached by the guard for handlers.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub actor: Actor,
+    pub role: UserRole,
+    /// Present when the caller came with a session cookie.
+    pub session: Option<(String, Session)>,
+}
+
+/// The CSRF token pages render into forms: the session's, or the pre-login cookie's.
+#[derive(Clone, Debug, Default)]
+pub struct CsrfToken(pub String);
+
+/// Builds the console's router over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route(
+            "/api/v1/setup",
+            get(api::setup_state).post(api::setup_claim),
+        )
+        .route("/api/v1/login", post(api::login))
+        .route("/api/v1/logout", post(api::logout))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/users", get(api::list_users).post(api::create_user))
+        .route("/api/v1/users/{name}/disable", post(api::disable_user))
+        .route("/api/v1/users/{name}/role", post(api::set_role))
+        .route(
+            "/api/v1/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(api::revoke_token))
+        .route("/api/v1/audit", get(api::audit_records))
+        .route("/api/v1/audit/export", get(api::audit_export))
+        .route("/api/v1/attestation", get(api::attestation))
+        .route("/api/v1/unlock", post(api::unlock))
+        .route("/", get(pages::overview))
+        .route("/setup", get(pages::setup_form).post(pages::setup_submit))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/users", get(pages::users).post(pages::create_user))
+        .route("/users/{name}/disable", post(pages::disable_user))
+        .route("/users/{name}/role", post(pages::set_role))
+        .route("/audit", get(pages::audit))
+        .route("/attestation", get(pages::attestation))
+        .route(
+            "/unlock",
+            get(pages::unlock_form).post(pages::unlock_submit),
+        )
+        .route("/static/console.css", get(pages::stylesheet))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub fn client_ip(req_ext: Option<&ClientAddr>) -> IpAddr {
+    req_ext.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip())
+}
+
+fn deny(spec: Option<&RouteSpec>, e: ServiceError) -> Response {
+    if spec.is_some_and(|s| s.page) {
+        pages::error_page(&e)
+    } else {
+        api::error_response(&e)
+    }
+}
+
+/// Authentication, authorization and CSRF for every matched route.
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(spec) = find_route(req.method(), &path) else {
+        tracing::error!(component = "console", %path, "route missing from the access table");
+        return deny(
+            None,
+            ServiceError::forbidden("route not in the access table"),
+        );
+    };
+    let locked = !matches!(app.store.state(), StoreState::Open);
+    if locked && spec.access != Access::Public {
+        return if spec.page {
+            Redirect::to("/unlock").into_response()
+        } else {
+            api::error_response(&ServiceError::unavailable(
+                "the store is locked: only health, attestation and the recovery unlock work",
+            ))
+        };
+    }
+
+    // Who is calling: an API token, else a session cookie, else nobody.
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let mut caller = None;
+    if let Some(token) = bearer {
+        if locked {
+            return deny(Some(spec), ServiceError::unavailable("the store is locked"));
+        }
+        match service::authenticate_token(&app, token.trim()) {
+            Ok(Some((name, role))) => {
+                caller = Some(Caller {
+                    actor: Actor {
+                        name,
+                        role: role.audit_role(),
+                    },
+                    role,
+                    session: None,
+                });
+            }
+            Ok(None) => return deny(Some(spec), ServiceError::unauthorized("invalid API token")),
+            Err(e) => return deny(Some(spec), e),
+        }
+    } else if let Some(value) = cookie(headers, SESSION_COOKIE) {
+        if let Some(session) = app.sessions.get(value) {
+            caller = Some(Caller {
+                actor: Actor {
+                    name: session.user.clone(),
+                    role: session.role.audit_role(),
+                },
+                role: session.role,
+                session: Some((value.to_owned(), session)),
+            });
+        }
+    }
+
+    if let Access::Roles(roles) = spec.access {
+        match &caller {
+            None if spec.page => return Redirect::to("/login").into_response(),
+            None => return deny(Some(spec), ServiceError::unauthorized("log in first")),
+            Some(c) if !roles.contains(&c.role) => {
+                return deny(
+                    Some(spec),
+                    ServiceError::forbidden(format!(
+                        "the {} role may not {} {}",
+                        c.role, spec.method, spec.path
+                    )),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+
+    // CSRF: form posts, and anything a session cookie authenticates, must carry the token
+    // (API tokens are not ambient credentials, so bearer calls need none).
+    let expected = match &caller {
+        Some(Caller {
+            session: Some((_, s)),
+            ..
+        }) => Some(s.csrf.clone()),
+        Some(_) => None,
+        None => cookie(headers, CSRF_COOKIE).map(str::to_owned),
+    };
+    let csrf_needed = req.method() != Method::GET
+        && (spec.page || caller.as_ref().is_some_and(|c| c.session.is_some()));
+    let mut req = req;
+    if csrf_needed {
+        let (parts, body) = req.into_parts();
+        let bytes = match to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return deny(
+                    Some(spec),
+                    ServiceError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                );
+            }
+        };
+        let given = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| form_urlencoded_field(&bytes, "csrf"));
+        let ok = matches!((&expected, &given), (Some(e), Some(g)) if same(e, g));
+        if !ok {
+            return deny(
+                Some(spec),
+                ServiceError::forbidden("missing or wrong CSRF token: reload the page and retry"),
+            );
+        }
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let token = match (&caller, expected) {
+        (
+            Some(Caller {
+                session: Some((_, s)),
+                ..
+            }),
+            _,
+        ) => CsrfToken(s.csrf.clone()),
+        (_, Some(e)) => CsrfToken(e),
+        _ => CsrfToken::default(),
+    };
+    req.extensions_mut().insert(token);
+    if let Some(c) = caller {
+        req.extensions_mut().insert(c);
+    }
+    next.run(req).await
+}
+
+/// The first value of `name` in an `application/x-www-form-urlencoded` body.
+fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// Security headers on every response, and request metrics.
+async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    app.metrics
+        .observe(&method, &route, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// `Set-Cookie` for a session (or its removal with `None`).
+pub fn session_cookie(value: Option<&str>, ttl_secs: u64) -> HeaderValue {
+    let text = match value {
+        Some(v) => format!(
+            "{SESSION_COOKIE}={v}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={ttl_secs}"
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"),
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `Set-Cookie` for the pre-login CSRF token.
+pub fn csrf_cookie(value: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_no_duplicates_and_every_mutation_is_guarded() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+        // Public mutations are exactly those that take their own secret.
+        let public_posts: Vec<&str> = ROUTES
+            .iter()
+            .filter(|r| r.method != "GET" && r.access == Access::Public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            public_posts,
+            [
+                "/api/v1/setup",
+                "/api/v1/login",
+                "/api/v1/unlock",
+                "/setup",
+                "/login",
+                "/unlock"
+            ]
+        );
+    }
+
+    #[test]
+    fn form_field() {
+        assert_eq!(
+            form_urlencoded_field(b"a=1&csrf=x%2By&b=2", "csrf").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(form_urlencoded_field(b"a=1", "csrf"), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! hearthd end to end: the real binary, its own swtpm and data directory, HTTPS clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod harness;
+mod web;

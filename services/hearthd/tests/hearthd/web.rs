@@ -1,0 +1,375 @@
+//! Sessions, CSRF, cookies, the one-time setup code, throttling, security headers and the
+//! audit trail of a scripted session.
+
+use hearth_attest::evidence::Evidence;
+use hearth_audit::{BreakKind, HeadCheck, verify_export};
+use reqwest::{StatusCode, header};
+use serde_json::json;
+
+use crate::harness::{
+    ADMIN, Daemon, PASSWORD, claim, client, create_user, json, login, set_cookie, token,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_code_works_once_and_cookies_are_locked_down() {
+    let d = Daemon::start();
+    let code = d.banner.setup_code.clone().unwrap();
+    assert_eq!(code.len(), 14, "{code}");
+    assert!(
+        d.banner.recovery_key.is_some(),
+        "first boot shows the recovery key"
+    );
+    assert_eq!(d.banner.cert_sha256.len(), 64);
+
+    // A wrong code is refused and claims nothing.
+    let resp = client()
+        .post(d.url("/api/v1/setup"))
+        .json(&json!({ "code": "0000-0000-0000", "name": "mallory", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let (_, state) = json(client().get(d.url("/api/v1/setup")).send().await.unwrap()).await;
+    assert_eq!(state["claimed"], false);
+
+    // The right code (typed in lower case without dashes) claims, and sets a locked-down cookie.
+    let typed = code.replace('-', "").to_lowercase();
+    let resp = client()
+        .post(d.url("/api/v1/setup"))
+        .json(&json!({ "code": typed, "name": ADMIN, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("__Host-hearth_session="), "{cookie}");
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(
+            cookie.split("; ").any(|a| a == flag),
+            "{flag} missing: {cookie}"
+        );
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+
+    // The same code again: refused, the first admin stays the only one.
+    let resp = client()
+        .post(d.url("/api/v1/setup"))
+        .json(&json!({ "code": code, "name": "second", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let admin = login(&d, ADMIN, PASSWORD).await;
+    let resp = client()
+        .get(d.url("/api/v1/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let (_, users) = json(resp).await;
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+
+    // The setup page now sends people to the login page; a restart issues no new code.
+    let resp = client().get(d.url("/setup")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let mut d = d;
+    d.restart();
+    assert_eq!(d.banner.setup_code, None);
+    assert_eq!(
+        d.banner.recovery_key, None,
+        "the recovery key is shown once only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_security_headers_and_body_limits() {
+    let d = Daemon::start();
+    let admin = claim(&d).await;
+
+    // A form post with the session cookie but no CSRF token: 403, nothing created.
+    let resp = client()
+        .post(d.url("/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .form(&[("name", "eve"), ("password", PASSWORD), ("role", "admin")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A wrong token: 403.
+    let resp = client()
+        .post(d.url("/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .form(&[
+            ("csrf", "forged"),
+            ("name", "eve"),
+            ("password", PASSWORD),
+            ("role", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A cookie-authenticated API call without the header: 403.
+    let resp = client()
+        .post(d.url("/api/v1/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .json(&json!({ "name": "eve", "password": PASSWORD, "role": "admin" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // The login form needs its pre-login token too.
+    let resp = client()
+        .post(d.url("/login"))
+        .form(&[("name", ADMIN), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // With the token, the form works.
+    let resp = client()
+        .post(d.url("/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("name", "eve"),
+            ("password", PASSWORD),
+            ("role", "operator"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = client()
+        .get(d.url("/api/v1/users"))
+        .header(header::COOKIE, admin.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    let (_, users) = json(resp).await;
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"eve") && names.contains(&ADMIN),
+        "{names:?}"
+    );
+
+    // Security headers on pages and API answers alike.
+    for path in ["/login", "/healthz"] {
+        let resp = client().get(d.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+        assert_eq!(h.get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+        assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_some());
+    }
+    // No inline script anywhere on the pages.
+    let page = client()
+        .get(d.url("/"))
+        .header(header::COOKIE, admin.cookie_header())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"tpm-kind\""), "{page}");
+    assert!(!page.contains("<script"), "{page}");
+
+    // Bodies over 64 KiB are refused before anyone parses them.
+    let resp = client()
+        .post(d.url("/api/v1/login"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(format!(
+            "{{\"name\":\"{}\",\"password\":\"x\"}}",
+            "a".repeat(70_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Unknown fields are refused with a message naming them.
+    let resp = client()
+        .post(d.url("/api/v1/login"))
+        .json(&json!({ "name": ADMIN, "password": PASSWORD, "admin": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(resp.text().await.unwrap().contains("admin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_throttling_engages() {
+    let d = Daemon::start();
+    let admin = claim(&d).await;
+    create_user(&d, &admin, "bob", "operator").await;
+    for i in 0..5 {
+        let resp = client()
+            .post(d.url("/api/v1/login"))
+            .json(&json!({ "name": "bob", "password": format!("wrong password {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // Now even the right password waits.
+    let resp = client()
+        .post(d.url("/api/v1/login"))
+        .json(&json!({ "name": "bob", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    // Other users are not locked out by bob's attacker.
+    login(&d, ADMIN, PASSWORD).await;
+    // After the wait, the right password works and resets the count.
+    tokio::time::sleep(std::time::Duration::from_secs(wait + 1)).await;
+    login(&d, "bob", PASSWORD).await;
+    // Failures are counted in the metrics.
+    let t = token(&d, &admin).await;
+    let text = client()
+        .get(d.url("/metrics"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("hearth_login_failures_total 5"), "{text}");
+    assert!(
+        text.contains("route=\"/api/v1/login\",status=\"429\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_chain_of_a_session_verifies_and_edits_are_named() {
+    let mut d = Daemon::start();
+    let admin = claim(&d).await;
+    create_user(&d, &admin, "ann", "auditor").await;
+    create_user(&d, &admin, "oscar", "operator").await;
+    let resp = client()
+        .post(d.url("/api/v1/users/oscar/role"))
+        .header(header::COOKIE, admin.cookie_header())
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({ "role": "auditor" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = client()
+        .post(d.url("/api/v1/login"))
+        .json(&json!({ "name": "oscar", "password": "not the password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    d.restart();
+    let ann = login(&d, "ann", PASSWORD).await;
+    let ann_token = token(&d, &ann).await;
+
+    let resp = client()
+        .get(d.url("/api/v1/audit/export"))
+        .bearer_auth(&ann_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let head = resp
+        .headers()
+        .get("x-hearth-audit-head")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let export = resp.bytes().await.unwrap().to_vec();
+    let report = verify_export(&export, None).unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.head.hash.to_hex(), head);
+    assert!(report.unfinished.is_empty(), "{:?}", report.unfinished);
+    let text = String::from_utf8(export.clone()).unwrap();
+    for action in [
+        "system.start",
+        "setup.issue-code",
+        "setup.claim",
+        "users.create",
+        "users.set-role",
+        "session.login",
+        "system.stop",
+        "tokens.create",
+    ] {
+        assert!(
+            text.contains(&format!("\"action\":\"{action}\"")),
+            "{action} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("wrong user name or password"),
+        "the failed login is recorded"
+    );
+
+    // The attested audit head is this export's head: no mutation happened in between.
+    let (_, ev) = json(
+        client()
+            .get(d.url("/api/v1/attestation"))
+            .query(&[("nonce", "0a0b0c0d")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let ev = Evidence::from_json(ev.to_string().as_bytes()).unwrap();
+    let attested = hearth_audit::Digest(ev.audit_head.unwrap().try_into().unwrap());
+    assert_eq!(report.check_head(&attested), HeadCheck::Matches);
+
+    // Edit one record (oscar's new role) in the export: rejected, naming that record.
+    let lines: Vec<&str> = text.lines().collect();
+    let idx = lines
+        .iter()
+        .position(|l| l.contains("users.set-role") && l.contains("\"started\""))
+        .unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    edited[idx] = edited[idx].replace("role:auditor", "role:admin");
+    assert_ne!(edited[idx], lines[idx]);
+    let edited = edited.join("\n") + "\n";
+    let report = verify_export(edited.as_bytes(), None).unwrap();
+    let brk = report.first_break.unwrap();
+    assert_eq!(brk.line, u64::try_from(idx).unwrap() + 1);
+    assert!(matches!(brk.kind, BreakKind::HashMismatch { .. }), "{brk}");
+    // And a deleted record.
+    let mut deleted: Vec<&str> = lines.clone();
+    deleted.remove(idx);
+    let report = verify_export((deleted.join("\n") + "\n").as_bytes(), None).unwrap();
+    assert!(report.first_break.is_some());
+    let _ = set_cookie;
+}
