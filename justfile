@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build, the tests and `just run` need.
-packages := "swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config"
+packages := "swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config chromium chromium-driver"
 swtpm_port := "2321"
 
 # List the recipes.
@@ -14,11 +14,12 @@ default:
 setup:
     @missing=$(for p in {{packages}}; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done); if [ -n "$missing" ]; then echo "installing:" $missing; sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
 
-# Start a software TPM with state under ./.hearth/ and print its PCRs (the daemon comes later).
+# Start the appliance as on the box: a software TPM (state in ./.hearth/), then hearthd with its
+# encrypted store in ./.hearth/data and the console at https://127.0.0.1:8443 (Ctrl-C stops it).
 run: setup
-    cargo build -q -p hearth-cli -p hearth-tpm-testkit && target/debug/hearth-dev-swtpm --state .hearth/tpm --port {{swtpm_port}} && target/debug/hearth --tcti swtpm:host=127.0.0.1,port={{swtpm_port}} tpm pcrs --bank all
+    cargo build -q -p hearth-cli -p hearth-tpm-testkit -p hearthd && target/debug/hearth-dev-swtpm --state .hearth/tpm --port {{swtpm_port}} && exec target/debug/hearthd --config services/hearthd/dev.toml
 
-# Stop the software TPM that `just run` started (its state stays in ./.hearth/).
+# Stop the software TPM that `just run` started (its state and the store stay in ./.hearth/).
 stop:
     cargo run -q -p hearth-tpm-testkit --bin hearth-dev-swtpm -- --state .hearth/tpm --stop
 

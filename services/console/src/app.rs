@@ -51,6 +51,11 @@ pub struct App {
     pub throttle: Throttle,
     pub metrics: Metrics,
     pub started: Instant,
+    /// Compute backends, found once at start (finding CPU limits reads cgroup files).
+    pub compute: Vec<crate::service::Backend>,
+    /// Validated API tokens: id -> (SHA-256 of the secret, user, role). Cleared whenever a
+    /// token, a user's role or a user's state changes, so it never outlives a revocation.
+    pub token_cache: Mutex<std::collections::HashMap<String, (String, String, crate::UserRole)>>,
     audit: Mutex<Option<AuditLog>>,
     pcr_cache: tokio::sync::Mutex<Option<(Instant, PcrValues)>>,
 }
@@ -174,6 +179,8 @@ impl App {
             throttle: Throttle::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
+            compute: crate::service::compute_backends(),
+            token_cache: Mutex::new(std::collections::HashMap::new()),
             audit: Mutex::new(None),
             pcr_cache: tokio::sync::Mutex::new(None),
         });
@@ -322,6 +329,14 @@ impl App {
             .map_err(|e| ServiceError::unavailable(format!("cannot read PCRs: {e}")))?;
         *cache = Some((Instant::now(), values.clone()));
         Ok(values)
+    }
+
+    /// Forgets every cached token validation (after any change to tokens or users).
+    pub fn forget_tokens(&self) {
+        self.token_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Runs blocking work (argon2, fsyncs) off the async workers.

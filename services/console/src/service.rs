@@ -207,16 +207,38 @@ pub fn authenticate_token(
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
+    let given = sha256_hex(secret.as_bytes());
+    {
+        let cache = app
+            .token_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((hash, user, role)) = cache.get(id) {
+            return Ok(same(hash, &given).then(|| (user.clone(), *role)));
+        }
+    }
     let Some(stored) = app.store.get(&TOKENS, id)? else {
         return Ok(None);
     };
-    if !same(&stored.secret_sha256, &sha256_hex(secret.as_bytes())) {
+    let Some(user) = app
+        .store
+        .get(&USERS, &stored.owner)?
+        .filter(|u| !u.disabled)
+    else {
         return Ok(None);
+    };
+    let mut cache = app
+        .token_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= 10_000 {
+        cache.clear();
     }
-    match app.store.get(&USERS, &stored.owner)? {
-        Some(user) if !user.disabled => Ok(Some((user.name, user.role))),
-        _ => Ok(None),
-    }
+    cache.insert(
+        id.to_owned(),
+        (stored.secret_sha256.clone(), user.name.clone(), user.role),
+    );
+    Ok(same(&stored.secret_sha256, &given).then_some((user.name, user.role)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,6 +335,7 @@ pub fn disable_user(app: &App, actor: &Actor, name: &str) -> Result<UserView, Se
             Ok(Ok(UserView::from(user)))
         })??;
         app.sessions.remove_user(name);
+        app.forget_tokens();
         Ok(view)
     })
 }
@@ -413,6 +436,10 @@ pub fn revoke_token(app: &App, actor: &Actor, id: &str) -> Result<(), ServiceErr
         return Err(ServiceError::not_found(format!("no token {id:?}")));
     }
     app.audited(actor, "tokens.revoke", &format!("token:{id}"), || {
+        // Forget before and after the removal commits: a lookup between the two would
+        // re-cache the token from the store.
+        app.forget_tokens();
+        let _forget_after = ForgetTokens(app);
         app.store.write(|w| {
             match w.get(&TOKENS, id)? {
                 Some(t) if t.owner == actor.name || actor.role == hearth_audit::Role::Admin => {
@@ -425,6 +452,15 @@ pub fn revoke_token(app: &App, actor: &Actor, id: &str) -> Result<(), ServiceErr
             }
         })?
     })
+}
+
+/// Forgets cached token validations when dropped.
+struct ForgetTokens<'a>(&'a App);
+
+impl Drop for ForgetTokens<'_> {
+    fn drop(&mut self) {
+        self.0.forget_tokens();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,7 +548,6 @@ pub async fn status(app: &App) -> Status {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e.message)),
     };
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     Status {
         version: env!("CARGO_PKG_VERSION"),
         profile: app.config.profile.clone(),
@@ -540,11 +575,17 @@ pub async fn status(app: &App) -> Status {
             spki_sha256: hex::encode(app.tls.spki_sha256),
             ephemeral: app.tls.ephemeral,
         },
-        compute: vec![Backend {
-            kind: "cpu",
-            detail: format!("{threads} threads"),
-        }],
+        compute: app.compute.clone(),
     }
+}
+
+/// The compute backends this machine offers (the CPU; GPUs come with the ML services).
+pub fn compute_backends() -> Vec<Backend> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    vec![Backend {
+        kind: "cpu",
+        detail: format!("{threads} threads"),
+    }]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 mod attest;
 mod audit;
 mod tpm;
+mod verify_daemon;
 mod verify_remote;
 
 use std::io::Write;

@@ -225,7 +225,7 @@ fn serve_one(
 }
 
 /// A platform reference from this swtpm's own evidence: its PCRs 0-15 and its AK pinned.
-fn reference(sw: &Swtpm, dir: &Path) -> PathBuf {
+pub fn reference(sw: &Swtpm, dir: &Path) -> PathBuf {
     let nonce = "00".repeat(32);
     let ev = ok(hearth(
         sw,
@@ -260,7 +260,7 @@ fn reference(sw: &Swtpm, dir: &Path) -> PathBuf {
     path
 }
 
-fn verify(url: &str, reference: &Path, extra: &[&str]) -> Output {
+pub fn verify(url: &str, reference: &Path, extra: &[&str]) -> Output {
     let args = [
         &["verify", url, "--reference", reference.to_str().unwrap()][..],
         extra,
@@ -269,7 +269,7 @@ fn verify(url: &str, reference: &Path, extra: &[&str]) -> Output {
     run(None, &args, b"", "off")
 }
 
-fn stdout(out: &Output) -> String {
+pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -59,7 +59,7 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let config = format!(
             "profile = \"dev\"\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\n[tpm]\ntcti = {:?}\n\n\
              [attestation]\neventlog = {:?}\nruntime_log = {:?}\n",

@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod browser;
 mod harness;
+mod locked;
 mod web;

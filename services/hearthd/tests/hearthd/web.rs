@@ -373,3 +373,76 @@ async fn audit_chain_of_a_session_verifies_and_edits_are_named() {
     assert!(report.first_break.is_some());
     let _ = set_cookie;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_and_disabled_users_stop_working_at_once() {
+    let d = Daemon::start();
+    let admin = claim(&d).await;
+    create_user(&d, &admin, "tina", "operator").await;
+    let tina = login(&d, "tina", PASSWORD).await;
+    let status = |t: String| {
+        let url = d.url("/api/v1/status");
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let first = token(&d, &tina).await;
+    let second = token(&d, &tina).await;
+    assert_eq!(status(first.clone()).await, StatusCode::OK);
+    assert_eq!(
+        status(first.clone()).await,
+        StatusCode::OK,
+        "validated twice (cached)"
+    );
+    // A wrong secret with a valid id is refused, cached or not.
+    // hth_<16 hex id>_<secret>; the secret is base64url and may itself contain '_'.
+    let id = &first["hth_".len().."hth_".len() + 16];
+    assert_eq!(
+        status(format!("hth_{id}_forged")).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let resp = client()
+        .delete(d.url(&format!("/api/v1/tokens/{id}")))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status(first).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(second.clone()).await, StatusCode::OK);
+
+    // Disabling the user ends their tokens and sessions.
+    let resp = client()
+        .post(d.url("/api/v1/users/tina/disable"))
+        .header(header::COOKIE, admin.cookie_header())
+        .header("x-csrf-token", &admin.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(status(second).await, StatusCode::UNAUTHORIZED);
+    let resp = client()
+        .get(d.url("/api/v1/status"))
+        .header(header::COOKIE, tina.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The last admin cannot be disabled or demoted.
+    let resp = client()
+        .post(d.url(&format!("/api/v1/users/{ADMIN}/role")))
+        .header(header::COOKIE, admin.cookie_header())
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({ "role": "operator" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+}
