@@ -11,8 +11,10 @@ default:
     @just --list
 
 # Install missing Debian packages (idempotent; quiet when everything is there).
-setup:
-    @missing=$(for p in {{packages}}; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done); if [ -n "$missing" ]; then echo "installing:" $missing; sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
+setup: (_apt packages)
+
+_apt pkgs:
+    @missing=$(for p in {{pkgs}}; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done); if [ -n "$missing" ]; then echo "installing:" $missing; sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
 
 # Start the appliance as on the box: a software TPM (state in ./.hearth/), then hearthd with its
 # encrypted store in ./.hearth/data and the console at https://127.0.0.1:8443 (Ctrl-C stops it).
@@ -32,8 +34,8 @@ lint:
     cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Benchmarks, each with its peer measured in the same run (docs/benchmarks.md).
-bench: setup
-    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify
+bench: setup (_apt "wrk")
+    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console
 
 # Build the fuzz targets, uninstrumented (CI keeps them compiling).
 fuzz-build:

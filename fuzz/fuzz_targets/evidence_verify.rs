@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut reference = Reference::new(None);
     reference.pcrs.insert(Bank::Sha256, 7, vec![0; 32]);
-    reference.ak_public_sha256.push(Reference::ak_digest(&evidence.ak_public));
+    reference
+        .ak_public_sha256
+        .push(Reference::ak_digest(&evidence.ak_public));
     let verdict = verify(&evidence, &[reference], &evidence.nonce).expect("a reference is given");
     assert_eq!(verdict.checks.len(), 10);
 });

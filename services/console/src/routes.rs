@@ -171,7 +171,8 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -332,7 +333,7 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 }
 
 /// The first value of `name` in an `application/x-www-form-urlencoded` body.
-fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
+pub fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .ok()?
         .into_iter()

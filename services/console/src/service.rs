@@ -192,21 +192,23 @@ pub fn logout(app: &App, actor: &Actor, cookie: Option<&str>) -> Result<(), Serv
     )
 }
 
+/// Splits an API token `hth_<16 hex id>_<secret>` into id and secret (the secret is base64url
+/// and may contain `_`); `None` if it is not of that form.
+pub fn parse_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("hth_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let hex_id = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex_id && !secret.is_empty()).then_some((id, secret))
+}
+
 /// The user and role an `Authorization: Bearer` token acts as, if it is valid.
 pub fn authenticate_token(
     app: &App,
     token: &str,
 ) -> Result<Option<(String, UserRole)>, ServiceError> {
-    // hth_<id>_<secret>
-    let Some(rest) = token.strip_prefix("hth_") else {
+    let Some((id, secret)) = parse_token(token) else {
         return Ok(None);
     };
-    let Some((id, secret)) = rest.split_once('_') else {
-        return Ok(None);
-    };
-    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
     let given = sha256_hex(secret.as_bytes());
     {
         let cache = app
@@ -696,4 +698,33 @@ pub async fn unlock(app: &Arc<App>, addr: IpAddr, recovery_key: &str) -> Result<
     app.audited(&actor, "store.unlock", "store", || Ok(()))?;
     tracing::info!(component = "console", %addr, "store unlocked with the recovery key");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_at_the_first_underscore_after_the_id() {
+        assert_eq!(
+            parse_token("hth_0123456789abcdef_se_cr_et"),
+            Some(("0123456789abcdef", "se_cr_et"))
+        );
+        for bad in [
+            "",
+            "hth_",
+            "hth_0123456789abcdef_",
+            "hth_0123456789abcde_x",
+            "hth_0123456789abcdeg_x",
+            "Bearer hth_0123456789abcdef_x",
+            "xth_0123456789abcdef_x",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn setup_codes_ignore_case_and_separators() {
+        assert_eq!(normalize_code("abcd-efgh jkmn"), "ABCDEFGHJKMN");
+    }
 }
