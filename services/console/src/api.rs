@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -32,6 +33,35 @@ impl IntoResponse for ServiceError {
 }
 
 type ApiResult = Result<Response, ServiceError>;
+
+/// A JSON body whose rejections (not JSON, too large, a field missing, unknown or invalid)
+/// answer like every other API error: `{"error": "..."}` with axum's status and message.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(ServiceError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// Query parameters, with rejections as JSON errors.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(rejection) => Err(ServiceError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
 
 pub async fn healthz(State(app): State<Arc<App>>) -> Response {
     let store = service::store_status(&app);
@@ -83,7 +113,7 @@ pub struct ClaimBody {
 pub async fn setup_claim(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Json(body): Json<ClaimBody>,
+    Body(body): Body<ClaimBody>,
 ) -> ApiResult {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     let ttl = app.config.session_ttl.as_secs();
@@ -110,7 +140,7 @@ pub struct LoginBody {
 pub async fn login(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Json(body): Json<LoginBody>,
+    Body(body): Body<LoginBody>,
 ) -> ApiResult {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     let ttl = app.config.session_ttl.as_secs();
@@ -157,7 +187,7 @@ pub struct CreateUserBody {
 pub async fn create_user(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<CreateUserBody>,
+    Body(body): Body<CreateUserBody>,
 ) -> ApiResult {
     let user = app
         .blocking(move |app| {
@@ -188,7 +218,7 @@ pub async fn set_role(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    Json(body): Json<RoleBody>,
+    Body(body): Body<RoleBody>,
 ) -> ApiResult {
     let user = app
         .blocking(move |app| service::set_role(app, &caller.actor, &name, body.role))
@@ -212,7 +242,7 @@ pub struct TokenBody {
 pub async fn create_token(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<TokenBody>,
+    Body(body): Body<TokenBody>,
 ) -> ApiResult {
     let (secret, view) = app
         .blocking(move |app| service::create_token(app, &caller.actor, &body.label))
@@ -265,7 +295,10 @@ pub fn audit_records_of(
     Ok(records)
 }
 
-pub async fn audit_records(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> ApiResult {
+pub async fn audit_records(
+    State(app): State<Arc<App>>,
+    Params(q): Params<AuditQuery>,
+) -> ApiResult {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let records = app
         .blocking(move |app| audit_records_of(app, q.after, limit))
@@ -303,7 +336,7 @@ pub struct NonceQuery {
     pub nonce: String,
 }
 
-pub async fn attestation(State(app): State<Arc<App>>, Query(q): Query<NonceQuery>) -> ApiResult {
+pub async fn attestation(State(app): State<Arc<App>>, Params(q): Params<NonceQuery>) -> ApiResult {
     let evidence = service::attestation(&app, &q.nonce).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
@@ -321,7 +354,7 @@ pub struct UnlockBody {
 pub async fn unlock(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Json(body): Json<UnlockBody>,
+    Body(body): Body<UnlockBody>,
 ) -> ApiResult {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     service::unlock(&app, ip, &body.recovery_key).await?;

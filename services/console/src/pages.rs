@@ -110,6 +110,23 @@ fn anonymous_page(csrf: &CsrfToken, render: impl FnOnce(&str) -> Markup) -> Resp
     }
 }
 
+/// A form body whose rejections render as an error page.
+pub struct FormBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for FormBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(v)) => Ok(FormBody(v)),
+            Err(rejection) => Err(error_page(&ServiceError::new(
+                rejection.status(),
+                rejection.body_text(),
+            ))),
+        }
+    }
+}
+
 fn login_redirect(cookie: &str, ttl: u64) -> Response {
     let mut resp = Redirect::to("/").into_response();
     resp.headers_mut()
@@ -218,7 +235,7 @@ pub struct ClaimForm {
 pub async fn setup_submit(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Form(form): Form<ClaimForm>,
+    FormBody(form): FormBody<ClaimForm>,
 ) -> Response {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     let ttl = app.config.session_ttl.as_secs();
@@ -264,7 +281,7 @@ pub struct LoginForm {
 pub async fn login_submit(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Form(form): Form<LoginForm>,
+    FormBody(form): FormBody<LoginForm>,
 ) -> Response {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     let ttl = app.config.session_ttl.as_secs();
@@ -363,7 +380,7 @@ pub struct UserForm {
 pub async fn create_user(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Form(form): Form<UserForm>,
+    FormBody(form): FormBody<UserForm>,
 ) -> Response {
     match app
         .blocking(move |app| {
@@ -399,7 +416,7 @@ pub async fn set_role(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    Form(form): Form<RoleForm>,
+    FormBody(form): FormBody<RoleForm>,
 ) -> Response {
     match app
         .blocking(move |app| service::set_role(app, &caller.actor, &name, form.role))
@@ -513,7 +530,7 @@ pub struct UnlockForm {
 pub async fn unlock_submit(
     State(app): State<Arc<App>>,
     addr: Option<Extension<ClientAddr>>,
-    Form(form): Form<UnlockForm>,
+    FormBody(form): FormBody<UnlockForm>,
 ) -> Response {
     let ip = client_ip(addr.as_ref().map(|e| &e.0));
     match service::unlock(&app, ip, &form.recovery_key).await {

@@ -371,8 +371,17 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    let elapsed = start.elapsed();
     app.metrics
-        .observe(&method, &route, resp.status().as_u16(), start.elapsed());
+        .observe(&method, &route, resp.status().as_u16(), elapsed);
+    tracing::debug!(
+        component = "http",
+        %method,
+        %route,
+        status = resp.status().as_u16(),
+        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
     resp
 }
 

@@ -214,8 +214,21 @@ async fn csrf_security_headers_and_body_limits() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(resp.text().await.unwrap().contains("admin"));
+    let (status, body) = json(resp).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown field `admin`"), "{body}");
+    // Not JSON at all: a JSON error too, not a bare text.
+    let resp = client()
+        .post(d.url("/api/v1/login"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].is_string(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
