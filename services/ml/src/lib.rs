@@ -1,0 +1,29 @@
+//! hearth-ml: the AI factory's data and learning, on the CPU.
+//!
+//! What it is for: reading operators' datasets (CSV, streamed) into typed columns ([`frame`]),
+//! inferring their schema, reporting their quality and personal data, pseudonymizing them
+//! ([`dataset`], [`quality`], [`pii`]); generating synthetic tables for tests and benchmarks
+//! ([`synth`]); and training, evaluating and applying models — logistic regression and MLPs with
+//! Adam — on the CPU backend ([`prep`], [`model`], [`cpu`], [`metrics`], [`train`]).
+//!
+//! What it is not for: storage and encryption (`hearth-store`), HTTP (`hearth-console`), GPUs
+//! (`hearth-gpu` and `kernels/`).
+//!
+//! Invariants:
+//! - Training is deterministic given a seed and the data.
+//! - Nothing reads a whole upload into memory before it is validated; every parser is bounded.
+
+pub mod cpu;
+pub mod dataset;
+pub mod frame;
+pub mod metrics;
+pub mod model;
+pub mod pii;
+pub mod prep;
+pub mod quality;
+pub mod rng;
+pub mod synth;
+pub mod train;
+
+pub use frame::{Column, ColumnData, ColumnKind, Frame, FrameError};
+pub use rng::Rng;
