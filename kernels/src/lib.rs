@@ -1,0 +1,97 @@
+//! hearth-kernels: the appliance's own CUDA kernels and a CPU reference for each.
+//!
+//! What it is for: the kernel sources (`kernels/*.cu`: plain CUDA C, `extern "C"` entry points,
+//! no `#include`), embedded here with `include_str!` so the binary carries them and NVRTC
+//! compiles them at run time for whatever GPU the appliance has ([`SOURCES`],
+//! [`NVRTC_OPTIONS`]); and [`reference`], a CPU implementation of every entry point with exactly
+//! the same semantics, against which the GPU tests compare each kernel.
+//!
+//! What it is not for: choosing a backend or training (hearth-ml), GPU inventory (hearth-gpu).
+//!
+//! Invariants:
+//! - Every entry point in [`SOURCES`] has a reference function of the same name and argument
+//!   order in [`reference`] (checked by a test).
+//! - `kernels/check-nvrtc.py` compiles every source with the same options; CI runs it
+//!   (`just kernels-check`), so a kernel that does not compile fails CI with its file and line.
+
+pub mod reference;
+
+/// One `.cu` file and the kernels it defines.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry_points: &'static [&'static str],
+}
+
+/// Every kernel source, compiled as one NVRTC program each.
+pub const SOURCES: &[KernelSource] = &[
+    KernelSource {
+        file: "gemm.cu",
+        source: include_str!("../gemm.cu"),
+        entry_points: &["gemm_f32"],
+    },
+    KernelSource {
+        file: "activation.cu",
+        source: include_str!("../activation.cu"),
+        entry_points: &["bias_act_forward", "relu_backward", "column_sums"],
+    },
+    KernelSource {
+        file: "loss.cu",
+        source: include_str!("../loss.cu"),
+        entry_points: &["sigmoid_bce", "softmax_ce", "mse"],
+    },
+    KernelSource {
+        file: "optim.cu",
+        source: include_str!("../optim.cu"),
+        entry_points: &["adam_update", "reduce_sum"],
+    },
+];
+
+/// NVRTC options besides `--gpu-architecture` (which comes from the device). Keep
+/// `kernels/check-nvrtc.py` in step.
+pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17"];
+
+/// Block size the loss and reduction kernels assume.
+pub const REDUCTION_BLOCK: u32 = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_point_is_defined_extern_c_and_has_a_reference() {
+        for s in SOURCES {
+            assert!(!s.source.contains("#include"), "{}: no #include", s.file);
+            for name in s.entry_points {
+                let decl = format!("extern \"C\" __global__ void {name}(");
+                assert!(s.source.contains(&decl), "{} lacks {decl}", s.file);
+                assert!(
+                    reference::ENTRY_POINTS.contains(name),
+                    "{name} has no CPU reference"
+                );
+            }
+        }
+        let all: Vec<&str> = SOURCES
+            .iter()
+            .flat_map(|s| s.entry_points.iter().copied())
+            .collect();
+        for name in reference::ENTRY_POINTS {
+            assert!(all.contains(name), "reference {name} has no kernel");
+        }
+        // Every .cu file in the folder is listed.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .map(|it| {
+                it.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".cu"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        on_disk.sort();
+        let mut listed: Vec<String> = SOURCES.iter().map(|s| s.file.to_owned()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed);
+    }
+}

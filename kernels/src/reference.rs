@@ -1,0 +1,281 @@
+//! CPU references: one function per kernel entry point, same name, same arguments (slices for
+//! device pointers), same results up to floating-point summation order. Grid-level details
+//! (partial sums per block) are collapsed: where a kernel writes per-block partials, the
+//! reference returns the total.
+
+/// The entry points this module mirrors.
+pub const ENTRY_POINTS: &[&str] = &[
+    "gemm_f32",
+    "bias_act_forward",
+    "relu_backward",
+    "column_sums",
+    "sigmoid_bce",
+    "softmax_ce",
+    "mse",
+    "adam_update",
+    "reduce_sum",
+];
+
+/// `c = alpha * op(a) * op(b) + beta * c`, row-major; op(a) is m x k (stored k x m when
+/// `trans_a`), op(b) is k x n (stored n x k when `trans_b`). With `beta == 0` the old `c` is
+/// ignored (even NaN), as in the kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: bool,
+    b: &[f32],
+    ldb: usize,
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                let av = if trans_a {
+                    a[p * lda + i]
+                } else {
+                    a[i * lda + p]
+                };
+                let bv = if trans_b {
+                    b[j * ldb + p]
+                } else {
+                    b[p * ldb + j]
+                };
+                acc += av * bv;
+            }
+            let out = &mut c[i * ldc + j];
+            let prev = if beta == 0.0 { 0.0 } else { beta * *out };
+            *out = alpha * acc + prev;
+        }
+    }
+}
+
+/// `z[i, j] = act(z[i, j] + bias[j])`, ReLU when `relu`, identity otherwise.
+pub fn bias_act_forward(rows: usize, cols: usize, z: &mut [f32], bias: &[f32], relu: bool) {
+    for (idx, v) in z.iter_mut().take(rows * cols).enumerate() {
+        let x = *v + bias[idx % cols];
+        *v = if relu && x < 0.0 { 0.0 } else { x };
+    }
+}
+
+/// `grad[i] = 0` where `act[i]` is not positive.
+pub fn relu_backward(grad: &mut [f32], act: &[f32]) {
+    for (g, a) in grad.iter_mut().zip(act) {
+        if !(*a > 0.0) {
+            *g = 0.0;
+        }
+    }
+}
+
+/// `out[j] = sum_i grad[i, j]`.
+pub fn column_sums(rows: usize, cols: usize, grad: &[f32], out: &mut [f32]) {
+    out.iter_mut().take(cols).for_each(|o| *o = 0.0);
+    for r in 0..rows {
+        for (o, g) in out.iter_mut().zip(&grad[r * cols..(r + 1) * cols]) {
+            *o += g;
+        }
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        z.exp() / (1.0 + z.exp())
+    }
+}
+
+/// Binary cross-entropy on logits; writes probabilities and `(p - y) * scale`; returns the
+/// summed (not averaged) loss.
+pub fn sigmoid_bce(
+    logits: &[f32],
+    targets: &[f32],
+    scale: f32,
+    prob: &mut [f32],
+    grad: &mut [f32],
+) -> f32 {
+    let mut loss = 0.0f32;
+    for i in 0..logits.len() {
+        let (z, y) = (logits[i], targets[i]);
+        let p = sigmoid(z);
+        prob[i] = p;
+        grad[i] = (p - y) * scale;
+        loss += z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
+    }
+    loss
+}
+
+/// Softmax cross-entropy with integer labels; writes probabilities and
+/// `(p - onehot) * scale`; returns the summed loss.
+pub fn softmax_ce(
+    rows: usize,
+    classes: usize,
+    logits: &[f32],
+    labels: &[i32],
+    scale: f32,
+    prob: &mut [f32],
+    grad: &mut [f32],
+) -> f32 {
+    let mut loss = 0.0f32;
+    for r in 0..rows {
+        let z = &logits[r * classes..(r + 1) * classes];
+        let mx = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = z.iter().map(|v| (v - mx).exp()).sum();
+        let lse = mx + sum.ln();
+        let label = usize::try_from(labels[r]).unwrap_or(0);
+        for c in 0..classes {
+            let p = (z[c] - lse).exp();
+            prob[r * classes + c] = p;
+            grad[r * classes + c] = (p - if c == label { 1.0 } else { 0.0 }) * scale;
+        }
+        loss += lse - z[label];
+    }
+    loss
+}
+
+/// Squared error `(pred - y)^2 / 2`; writes `(pred - y) * scale`; returns the summed loss.
+pub fn mse(pred: &[f32], targets: &[f32], scale: f32, grad: &mut [f32]) -> f32 {
+    let mut loss = 0.0f32;
+    for i in 0..pred.len() {
+        let d = pred[i] - targets[i];
+        grad[i] = d * scale;
+        loss += 0.5 * d * d;
+    }
+    loss
+}
+
+/// One Adam step with bias correction folded in: `lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t)`,
+/// `eps_t = eps * sqrt(1 - b2^t)`.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_update(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    b1: f32,
+    b2: f32,
+    lr_t: f32,
+    eps_t: f32,
+) {
+    for i in 0..param.len() {
+        let g = grad[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * g;
+        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+        param[i] -= lr_t * m[i] / (v[i].sqrt() + eps_t);
+    }
+}
+
+/// The folded step size and epsilon of Adam's step `t` (1-based).
+pub fn adam_step_constants(lr: f32, b1: f32, b2: f32, eps: f32, t: i32) -> (f32, f32) {
+    let c2 = (1.0 - b2.powi(t)).sqrt();
+    (lr * c2 / (1.0 - b1.powi(t)), eps * c2)
+}
+
+/// The sum of `x`.
+pub fn reduce_sum(x: &[f32]) -> f32 {
+    x.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f32, b: f32, tol: f32) -> bool {
+        (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    }
+
+    #[test]
+    fn gemm_with_every_transpose() {
+        // A = [[1,2,3],[4,5,6]] (2x3), B = [[1,0],[0,1],[1,1]] (3x2): AB = [[4,5],[10,11]].
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let at = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let bt = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+        for (aa, lda, ta) in [(&a, 3, false), (&at, 2, true)] {
+            for (bb, ldb, tb) in [(&b, 2, false), (&bt, 3, true)] {
+                let mut c = [f32::NAN; 4];
+                gemm_f32(2, 2, 3, 1.0, aa, lda, ta, bb, ldb, tb, 0.0, &mut c, 2);
+                assert_eq!(c, [4.0, 5.0, 10.0, 11.0], "ta={ta} tb={tb}");
+            }
+        }
+        let mut c = [1.0; 4];
+        gemm_f32(2, 2, 3, 2.0, &a, 3, false, &b, 2, false, 0.5, &mut c, 2);
+        assert_eq!(c, [8.5, 10.5, 20.5, 22.5]);
+    }
+
+    #[test]
+    fn bias_relu_and_backward() {
+        let mut z = [-1.0, 0.5, 2.0, -3.0];
+        bias_act_forward(2, 2, &mut z, &[0.5, -1.0], true);
+        assert_eq!(z, [0.0, 0.0, 2.5, 0.0]);
+        let mut g = [1.0, 1.0, 1.0, 1.0];
+        relu_backward(&mut g, &z);
+        assert_eq!(g, [0.0, 0.0, 1.0, 0.0]);
+        let mut out = [9.0; 2];
+        column_sums(2, 2, &[1.0, 2.0, 3.0, 4.0], &mut out);
+        assert_eq!(out, [4.0, 6.0]);
+    }
+
+    #[test]
+    fn loss_gradients_match_finite_differences() {
+        let z = [0.3f32, -2.0, 5.0];
+        let y = [1.0f32, 0.0, 0.0];
+        let (mut p, mut g) = ([0.0; 3], [0.0; 3]);
+        let base = sigmoid_bce(&z, &y, 1.0, &mut p, &mut g);
+        for i in 0..3 {
+            let mut zz = z;
+            zz[i] += 1e-2;
+            let (mut p2, mut g2) = ([0.0; 3], [0.0; 3]);
+            let up = sigmoid_bce(&zz, &y, 1.0, &mut p2, &mut g2);
+            assert!(close((up - base) / 1e-2, g[i], 2e-2), "bce {i}");
+        }
+        // Extreme logits stay finite.
+        let (mut p1, mut g1) = ([0.0; 2], [0.0; 2]);
+        let l = sigmoid_bce(&[80.0, -80.0], &[0.0, 1.0], 1.0, &mut p1, &mut g1);
+        assert!(l.is_finite() && close(l, 160.0, 1e-4), "{l}");
+
+        let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
+        let labels = [1, 2];
+        let (mut p, mut g) = ([0.0; 6], [0.0; 6]);
+        let base = softmax_ce(2, 3, &logits, &labels, 1.0, &mut p, &mut g);
+        assert!(close(p[0] + p[1] + p[2], 1.0, 1e-6));
+        for i in 0..6 {
+            let mut zz = logits;
+            zz[i] += 1e-2;
+            let (mut p2, mut g2) = ([0.0; 6], [0.0; 6]);
+            let up = softmax_ce(2, 3, &zz, &labels, 1.0, &mut p2, &mut g2);
+            assert!(close((up - base) / 1e-2, g[i], 2e-2), "softmax {i}");
+        }
+        let mut g = [0.0; 2];
+        let l = mse(&[1.0, 3.0], &[0.0, 1.0], 0.5, &mut g);
+        assert_eq!((l, g), (2.5, [0.5, 1.0]));
+    }
+
+    #[test]
+    fn adam_moves_against_the_gradient_by_about_lr() {
+        let (lr_t, eps_t) = adam_step_constants(0.01, 0.9, 0.999, 1e-8, 1);
+        let mut p = [1.0f32, -1.0];
+        let (mut m, mut v) = ([0.0; 2], [0.0; 2]);
+        adam_update(
+            &mut p,
+            &[0.5, -2.0],
+            &mut m,
+            &mut v,
+            0.9,
+            0.999,
+            lr_t,
+            eps_t,
+        );
+        // The first bias-corrected step is lr * sign(g).
+        assert!(close(p[0], 0.99, 1e-4) && close(p[1], -0.99, 1e-4), "{p:?}");
+        assert_eq!(reduce_sum(&[1.0, 2.0, 3.5]), 6.5);
+    }
+}
