@@ -69,7 +69,8 @@ pub fn bias_act_forward(rows: usize, cols: usize, z: &mut [f32], bias: &[f32], r
 /// `grad[i] = 0` where `act[i]` is not positive.
 pub fn relu_backward(grad: &mut [f32], act: &[f32]) {
     for (g, a) in grad.iter_mut().zip(act) {
-        if !(*a > 0.0) {
+        // Not positive, NaN included, as `!(act > 0)` in the kernel.
+        if a.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             *g = 0.0;
         }
     }
