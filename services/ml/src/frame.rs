@@ -19,8 +19,9 @@ pub enum ColumnKind {
     Timestamp,
 }
 
-/// A column's values. Missing values are `NaN` for numbers and `None` otherwise.
-#[derive(Clone, Debug, PartialEq)]
+/// A column's values. Missing values are `NaN` for numbers and `None` otherwise. Equality treats
+/// a missing number as equal to a missing number (NaN == NaN here), so frames with gaps compare.
+#[derive(Clone, Debug)]
 pub enum ColumnData {
     Numeric(Vec<f64>),
     Boolean(Vec<Option<bool>>),
@@ -28,6 +29,23 @@ pub enum ColumnData {
     Text(Vec<Option<String>>),
     /// Unix seconds.
     Timestamp(Vec<Option<i64>>),
+}
+
+impl PartialEq for ColumnData {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ColumnData::Numeric(a), ColumnData::Numeric(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+            }
+            (ColumnData::Boolean(a), ColumnData::Boolean(b)) => a == b,
+            (ColumnData::Text(a), ColumnData::Text(b)) => a == b,
+            (ColumnData::Timestamp(a), ColumnData::Timestamp(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl ColumnData {
@@ -180,6 +198,7 @@ mod tests {
         let f = Frame::new(vec![num("a", vec![1.0, f64::NAN, 3.0])]).unwrap_or_default();
         assert_eq!(f.rows(), 3);
         assert!(f.column("a").is_ok_and(|c| c.data.is_missing(1)));
+        assert_eq!(f.clone(), f, "missing numbers compare equal");
         let t = f.take(&[2, 0]);
         assert_eq!(
             t.column("a").map(|c| c.data.clone()),

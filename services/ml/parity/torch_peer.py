@@ -1,0 +1,136 @@
+"""The peer for hearth-ml's training benchmark (services/ml/benches/train.rs): the same models,
+trained the same way, on the same table and split, in PyTorch on the CPU (falling back to
+scikit-learn's MLPClassifier where PyTorch is not installed).
+
+    python3 services/ml/parity/torch_peer.py TABLE.csv --threads 2 --epochs 5 [--out result.json]
+
+TABLE.csv is `hearth_ml::synth::fraud` as written by the `synth` example; the split (seed 7,
+70/10/20) and the standardization are hearth-ml's (common.py). Models: an MLP
+33-256-256-1 (ReLU) and a logistic regression (33-1), binary cross-entropy on logits, Adam
+(lr 1e-3), batches of 1024 in an order reshuffled every epoch, float32, a fixed number of epochs,
+the output bias starting at the training log-odds (as in hearth-ml).
+Rows per second count training steps only (the minibatch gather, forward, backward and Adam
+update), as hearth-ml's report does. Prints one JSON object.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Standardizer, read_numeric_csv, split  # noqa: E402
+
+SPLIT_SEED = 7
+
+
+def load(path):
+    header, data = read_numeric_csv(path)
+    y_col = header.index("is_fraud")
+    y = data[:, y_col]
+    x = np.delete(data, y_col, axis=1)
+    train, _, test = split(np.flatnonzero(~np.isnan(y)), 0.1, 0.2, SPLIT_SEED)
+    prep = Standardizer().fit(x[train])
+    return (prep.transform(x[train]), y[train].astype(np.float32),
+            prep.transform(x[test]), y[test].astype(np.float32))
+
+
+def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layers, width = [], xtr.shape[1]
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+        width = h
+    layers.append(torch.nn.Linear(width, 1))
+    net = torch.nn.Sequential(*layers)
+    # hearth-ml starts the output bias at the training log-odds; so does the peer.
+    prior = float(ytr.mean())
+    with torch.no_grad():
+        net[-1].bias.fill_(np.log(prior / (1 - prior)))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    n = x.shape[0]
+    step_seconds = 0.0
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        t = time.perf_counter()
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(xb).squeeze(1), yb)
+            loss.backward()
+            opt.step()
+        step_seconds += time.perf_counter() - t
+    with torch.no_grad():
+        p = torch.sigmoid(net(torch.from_numpy(xte)).squeeze(1)).numpy()
+    return {
+        "rows_per_sec": n * epochs / step_seconds,
+        "roc_auc": roc_auc_score(yte, p),
+        "seconds": step_seconds,
+    }
+
+
+def sklearn_run(xtr, ytr, xte, yte, hidden, epochs, batch):
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    if hidden:
+        model = MLPClassifier(hidden, alpha=0.0, batch_size=batch, random_state=0)
+    else:
+        model = SGDClassifier(loss="log_loss", alpha=0.0, learning_rate="adaptive", eta0=1e-3)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        model.partial_fit(xtr, ytr, classes=[0.0, 1.0])
+    seconds = time.perf_counter() - t
+    p = model.predict_proba(xte)[:, 1]
+    return {
+        "rows_per_sec": len(ytr) * epochs / seconds,
+        "roc_auc": roc_auc_score(yte, p),
+        "seconds": seconds,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("csv")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1024)
+    args = ap.parse_args()
+    xtr, ytr, xte, yte = load(args.csv)
+    try:
+        import torch
+
+        peer = f"PyTorch {torch.__version__}"
+        run = lambda hidden: torch_run(xtr, ytr, xte, yte, hidden, args.epochs,  # noqa: E731
+                                       args.batch, args.threads)
+    except ImportError:
+        import sklearn
+
+        peer = f"scikit-learn {sklearn.__version__} (PyTorch not installed)"
+        run = lambda hidden: sklearn_run(xtr, ytr, xte, yte, hidden, args.epochs,  # noqa: E731
+                                         args.batch)
+    result = {
+        "peer": peer,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "train_rows": len(ytr),
+        "mlp": run((256, 256)),
+        "logreg": run(()),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
