@@ -360,3 +360,170 @@ pub async fn unlock(
     service::unlock(&app, ip, &body.recovery_key).await?;
     Ok(Json(json!({ "store": service::store_status(&app) })).into_response())
 }
+
+// --- Training jobs ---------------------------------------------------------------------------
+
+pub async fn list_jobs(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(Json(crate::jobs::list(&app)?).into_response())
+}
+
+pub async fn get_job(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(crate::jobs::get(&app, &id)?).into_response())
+}
+
+pub async fn create_job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Body(spec): Body<crate::jobs::JobSpec>,
+) -> ApiResult {
+    let job = app
+        .blocking(move |app| crate::jobs::submit(app, &caller.actor, spec))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+pub async fn cancel_job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let job = app
+        .blocking(move |app| crate::jobs::cancel(app, &caller.actor, &id))
+        .await?;
+    Ok(Json(job).into_response())
+}
+
+/// Server-sent events for one job: a `snapshot` (the job as stored), then `progress` events
+/// (`{"id","state","point":{"epoch","train_loss","val_loss"}}`) and a final `state` event when it
+/// ends; the stream closes after that.
+pub async fn job_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let rx = app.jobs.events.subscribe();
+    let job = crate::jobs::get(&app, &id)?;
+    let snapshot = Event::default()
+        .event("snapshot")
+        .json_data(&job)
+        .map_err(|e| ServiceError::internal(e.to_string()))?;
+    let done = job.state.finished();
+    struct S {
+        first: Option<Event>,
+        rx: tokio::sync::broadcast::Receiver<crate::jobs::JobEvent>,
+        id: String,
+        done: bool,
+    }
+    let stream = futures_util::stream::unfold(
+        S {
+            first: Some(snapshot),
+            rx,
+            id,
+            done,
+        },
+        |mut s| async move {
+            if let Some(first) = s.first.take() {
+                return Some((Ok::<Event, std::convert::Infallible>(first), s));
+            }
+            if s.done {
+                return None;
+            }
+            loop {
+                match s.rx.recv().await {
+                    Ok(ev) if ev.id == s.id => {
+                        let kind = if ev.point.is_some() {
+                            "progress"
+                        } else {
+                            "state"
+                        };
+                        s.done = ev.state.finished();
+                        let event = Event::default()
+                            .event(kind)
+                            .json_data(&ev)
+                            .unwrap_or_else(|_| Event::default().event(kind));
+                        return Some((Ok(event), s));
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+// --- Datasets --------------------------------------------------------------------------------
+
+pub async fn list_datasets(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(Json(crate::datasets::list(&app)?).into_response())
+}
+
+pub async fn show_dataset(State(app): State<Arc<App>>, Path(name): Path<String>) -> ApiResult {
+    Ok(Json(crate::datasets::show(&app, &name)?).into_response())
+}
+
+/// Streams the request body (CSV) into a new version of the dataset: never buffered whole.
+pub async fn upload_dataset(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    request: Request,
+) -> ApiResult {
+    use futures_util::TryStreamExt as _;
+    let stream = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let version = app
+        .blocking(move |app| crate::datasets::upload(app, &caller.actor, &name, reader))
+        .await?;
+    Ok((StatusCode::CREATED, Json(version)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityQuery {
+    pub target: Option<String>,
+}
+
+pub async fn dataset_quality(
+    State(app): State<Arc<App>>,
+    Path((name, version)): Path<(String, u64)>,
+    Params(q): Params<QualityQuery>,
+) -> ApiResult {
+    let report = app
+        .blocking(move |app| crate::datasets::quality(app, &name, version, q.target.as_deref()))
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+pub async fn dataset_pii(
+    State(app): State<Arc<App>>,
+    Path((name, version)): Path<(String, u64)>,
+) -> ApiResult {
+    let report = app
+        .blocking(move |app| crate::datasets::pii(app, &name, version))
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PseudonymizeBody {
+    pub columns: Vec<String>,
+}
+
+pub async fn pseudonymize_dataset(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path((name, version)): Path<(String, u64)>,
+    Body(body): Body<PseudonymizeBody>,
+) -> ApiResult {
+    let v = app
+        .blocking(move |app| {
+            crate::datasets::pseudonymize(app, &caller.actor, &name, version, &body.columns)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}

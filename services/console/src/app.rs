@@ -56,6 +56,8 @@ pub struct App {
     /// Validated API tokens: id -> (SHA-256 of the secret, user, role). Cleared whenever a
     /// token, a user's role or a user's state changes, so it never outlives a revocation.
     pub token_cache: Mutex<std::collections::HashMap<String, (String, String, crate::UserRole)>>,
+    /// Training jobs: queue, worker, live events.
+    pub jobs: crate::jobs::Jobs,
     audit: Mutex<Option<AuditLog>>,
     pcr_cache: tokio::sync::Mutex<Option<(Instant, PcrValues)>>,
 }
@@ -181,11 +183,13 @@ impl App {
             started: Instant::now(),
             compute: crate::service::compute_backends(),
             token_cache: Mutex::new(std::collections::HashMap::new()),
+            jobs: crate::jobs::Jobs::default(),
             audit: Mutex::new(None),
             pcr_cache: tokio::sync::Mutex::new(None),
         });
         if matches!(app.store.state(), StoreState::Open) {
             app.open_audit()?;
+            crate::jobs::Jobs::start(&app).map_err(|e| e.message)?;
         }
         Ok(app)
     }

@@ -2,8 +2,9 @@
 //!
 //! What it is for: everything an operator, admin or auditor does over HTTPS — the one-time
 //! setup claim, logins and sessions, users and roles, API tokens, the audit log, attestation
-//! evidence bound to the console's TLS key and the audit head, system status, and unlocking a
-//! locked store with the recovery key. The JSON API ([`api`]) and the HTML pages ([`pages`])
+//! evidence bound to the console's TLS key and the audit head, system status, unlocking a
+//! locked store with the recovery key, and the AI factory's datasets and training jobs
+//! ([`datasets`], [`jobs`]). The JSON API ([`api`]) and the HTML pages ([`pages`])
 //! are thin layers over one service layer ([`service`]); one table ([`routes::ROUTES`])
 //! decides who may call what.
 //!
@@ -23,6 +24,8 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod datasets;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod pages;

@@ -1,5 +1,6 @@
-//! The HTML console: server-rendered, no script at all, one stylesheet. Every form posts to a
-//! page route that calls the same service layer as the API.
+//! The HTML console: server-rendered, one stylesheet, no inline script (the only script,
+//! `/static/jobs.js`, redraws a running job's loss curve; every page works without it). Every
+//! form posts to a page route that calls the same service layer as the API.
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ fn layout(title: &str, caller: Option<&Caller>, csrf: &str, body: Markup) -> Mar
                         nav {
                             a href="/" { "Overview" }
                             @if c.role == UserRole::Admin { a href="/users" { "Users" } }
+                            a href="/datasets" { "Datasets" }
+                            a href="/jobs" { "Jobs" }
                             @if matches!(c.role, UserRole::Admin | UserRole::Auditor) { a href="/audit" { "Audit" } }
                             a href="/attestation" { "Attestation" }
                         }
@@ -537,4 +540,307 @@ pub async fn unlock_submit(
         Ok(()) => Redirect::to("/login").into_response(),
         Err(e) => error_page(&e),
     }
+}
+
+// --- Datasets and jobs -----------------------------------------------------------------------
+
+fn can_work(caller: &Caller) -> bool {
+    matches!(caller.role, UserRole::Admin | UserRole::Operator)
+}
+
+fn unix_ms(ms: u64) -> String {
+    crate::jobs::format_time(ms / 1000)
+}
+
+pub async fn datasets(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Response {
+    let list = match crate::datasets::list(&app) {
+        Ok(l) => l,
+        Err(e) => return error_page(&e),
+    };
+    let body = html! {
+        p { "Datasets are stored encrypted, version by version; each version keeps its SHA-256 for lineage. Upload with "
+            code { "hearth datasets upload FILE.csv" } " or " code { "POST /api/v1/datasets/NAME" } "." }
+        @if list.is_empty() { p.meta { "No datasets yet." } }
+        @else {
+            table.datasets {
+                thead { tr { th { "Name" } th { "Versions" } th { "Latest" } th { "Created" } } }
+                tbody {
+                    @for d in &list {
+                        tr {
+                            td { a href={ "/datasets/" (d.name) } { (d.name) } }
+                            td { (d.versions.len()) }
+                            td { @if let Some(v) = d.latest() { "v" (v) } }
+                            td { (unix_ms(d.created_unix_ms)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page_response(layout("Datasets", Some(&caller), &csrf.0, body))
+}
+
+pub async fn dataset(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(csrf): Extension<CsrfToken>,
+    Path(name): Path<String>,
+) -> Response {
+    let result = app
+        .blocking(move |app| {
+            let view = crate::datasets::show(app, &name)?;
+            let latest = view.versions.last().map(|v| u64::from(v.version));
+            let reports = match latest {
+                Some(v) => Some((
+                    crate::datasets::quality(app, &name, v, None)?,
+                    crate::datasets::pii(app, &name, v)?,
+                )),
+                None => None,
+            };
+            Ok((view, reports))
+        })
+        .await;
+    let (view, reports) = match result {
+        Ok(r) => r,
+        Err(e) => return error_page(&e),
+    };
+    let body = html! {
+        h2 { "Versions" }
+        table.versions {
+            thead { tr { th { "Version" } th { "Rows" } th { "Bytes" } th { "SHA-256" } th { "Lineage" } th { "Created" } } }
+            tbody {
+                @for v in &view.versions {
+                    tr {
+                        td { "v" (v.version) }
+                        td { (v.rows) }
+                        td { (v.bytes) }
+                        td { code.hash { (v.sha256) } }
+                        td {
+                            @if let Some(p) = &v.lineage.parent { (p.dataset) "@v" (p.version) " " }
+                            @if let Some(t) = &v.lineage.transform { (t) }
+                            @if v.lineage.parent.is_none() { "upload" }
+                        }
+                        td { (unix_ms(v.created_unix_ms)) }
+                    }
+                }
+            }
+        }
+        @if let Some(latest) = view.versions.last() {
+            h2 { "Schema of v" (latest.version) }
+            table.schema {
+                thead { tr { th { "Column" } th { "Kind" } th { "Missing" } } }
+                tbody { @for c in &latest.schema { tr { td { (c.name) } td { (format!("{:?}", c.kind).to_lowercase()) } td { (c.missing) } } } }
+            }
+        }
+        @if let Some((quality, pii)) = &reports {
+            h2 { "Quality" }
+            pre.report { (serde_json::to_string_pretty(quality).unwrap_or_default()) }
+            h2 { "Personal data" }
+            @let flagged = pii.flagged();
+            @if flagged.is_empty() { p { "No column looks like personal data." } }
+            @else {
+                p.warn { "Looks like personal data: " (flagged.join(", ")) ". Pseudonymize before training or export: "
+                    code { "POST /api/v1/datasets/" (view.name) "/VERSION/pseudonymize" } }
+            }
+        }
+    };
+    page_response(layout(
+        &format!("Dataset {}", view.name),
+        Some(&caller),
+        &csrf.0,
+        body,
+    ))
+}
+
+pub async fn jobs(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Response {
+    let list = match crate::jobs::list(&app) {
+        Ok(l) => l,
+        Err(e) => return error_page(&e),
+    };
+    let token = csrf.0.as_str();
+    let body = html! {
+        @if list.is_empty() { p.meta { "No training jobs yet." } }
+        @else {
+            table.jobs {
+                thead { tr { th { "Job" } th { "Dataset" } th { "Model" } th { "Target" } th { "State" } th { "Owner" } th { "Created" } } }
+                tbody {
+                    @for j in &list {
+                        tr {
+                            td { a href={ "/jobs/" (j.id) } { code { (j.id) } } }
+                            td { (j.spec.dataset) @if let Some(v) = j.version { "@v" (v) } }
+                            td { (j.spec.model) }
+                            td { (j.spec.target) }
+                            td class={ "state-" (format!("{:?}", j.state).to_lowercase()) } { (format!("{:?}", j.state).to_lowercase()) }
+                            td { (j.owner) }
+                            td { (crate::jobs::format_time(j.created)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if can_work(&caller) {
+            h2 { "Train a model" }
+            form.stack method="post" action="/jobs" {
+                input type="hidden" name="csrf" value=(token);
+                label { "Dataset" input #job-dataset name="dataset" required; }
+                label { "Target column" input #job-target name="target" required; }
+                label { "Model"
+                    select #job-model name="model" { option value="logreg" { "logistic regression" } option value="mlp" { "MLP" } }
+                }
+                label { "Hidden layers (MLP), e.g. 64,64" input #job-hidden name="hidden" placeholder="64,64"; }
+                label { "Epochs" input #job-epochs name="epochs" type="number" min="1" max="10000" value="20"; }
+                label { "Fairness group column (optional)" input #job-group name="group"; }
+                button #start-job type="submit" { "Start training" }
+            }
+        }
+    };
+    page_response(layout("Training jobs", Some(&caller), token, body))
+}
+
+#[derive(Deserialize)]
+pub struct JobForm {
+    dataset: String,
+    target: String,
+    model: String,
+    #[serde(default)]
+    hidden: String,
+    #[serde(default)]
+    epochs: String,
+    #[serde(default)]
+    group: String,
+}
+
+pub async fn create_job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    FormBody(form): FormBody<JobForm>,
+) -> Response {
+    let hidden = if form.hidden.trim().is_empty() {
+        None
+    } else {
+        match form
+            .hidden
+            .split(',')
+            .map(|w| w.trim().parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(h) => Some(h),
+            Err(_) => {
+                return error_page(&ServiceError::unprocessable(
+                    "hidden: comma-separated layer widths, e.g. 64,64",
+                ));
+            }
+        }
+    };
+    let epochs = match form.epochs.trim() {
+        "" => None,
+        t => match t.parse() {
+            Ok(e) => Some(e),
+            Err(_) => return error_page(&ServiceError::unprocessable("epochs: a number")),
+        },
+    };
+    let spec = crate::jobs::JobSpec {
+        dataset: form.dataset.trim().to_owned(),
+        version: None,
+        target: form.target.trim().to_owned(),
+        model: form.model,
+        hidden,
+        epochs,
+        group: Some(form.group.trim().to_owned()).filter(|g| !g.is_empty()),
+        seed: None,
+    };
+    match app
+        .blocking(move |app| crate::jobs::submit(app, &caller.actor, spec))
+        .await
+    {
+        Ok(job) => Redirect::to(&format!("/jobs/{}", job.id)).into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(csrf): Extension<CsrfToken>,
+    Path(id): Path<String>,
+) -> Response {
+    let j = match crate::jobs::get(&app, &id) {
+        Ok(j) => j,
+        Err(e) => return error_page(&e),
+    };
+    let state = format!("{:?}", j.state).to_lowercase();
+    let body = html! {
+        div #job data-id=(j.id) data-finished=(j.state.finished()) {
+            p { "State: " strong #job-state { (state) } " · backend " (j.backend) " · energy " (j.energy) }
+            p { (j.spec.model) @if let Some(h) = &j.spec.hidden { " " (format!("{h:?}")) } " on " (j.spec.dataset)
+                @if let Some(v) = j.version { "@v" (v) } ", target " code { (j.spec.target) } ", " (j.epochs) " epochs max" }
+            @if let Some(e) = &j.error { p.error { (e) } }
+            img #loss-curve src={ "/jobs/" (j.id) "/loss.svg" } alt="loss curve" width="640" height="240";
+            p.meta #job-progress { (j.progress.len()) " epochs run" }
+            @if can_work(&caller) && !j.state.finished() {
+                form.inline method="post" action={ "/jobs/" (j.id) "/cancel" } {
+                    input type="hidden" name="csrf" value=(csrf.0);
+                    button.danger #cancel-job type="submit" { "Cancel" }
+                }
+            }
+            @if let Some(report) = &j.report {
+                h2 { "Report" }
+                pre.report { (serde_json::to_string_pretty(report).unwrap_or_default()) }
+            }
+        }
+        script src="/static/jobs.js" {}
+    };
+    page_response(layout(
+        &format!("Job {}", j.id),
+        Some(&caller),
+        &csrf.0,
+        body,
+    ))
+}
+
+pub async fn job_loss_svg(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match crate::jobs::get(&app, &id) {
+        Ok(j) => (
+            [(header::CONTENT_TYPE, "image/svg+xml")],
+            crate::jobs::loss_svg(&j.progress, j.epochs),
+        )
+            .into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+pub async fn cancel_job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let target = format!("/jobs/{id}");
+    match app
+        .blocking(move |app| crate::jobs::cancel(app, &caller.actor, &id))
+        .await
+    {
+        Ok(_) => Redirect::to(&target).into_response(),
+        Err(e) => error_page(&e),
+    }
+}
+
+const JOBS_SCRIPT: &str = include_str!("jobs.js");
+
+pub async fn jobs_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        JOBS_SCRIPT,
+    )
+        .into_response()
 }

@@ -41,6 +41,8 @@ pub struct RouteSpec {
 const ALL: &[UserRole] = &[UserRole::Admin, UserRole::Operator, UserRole::Auditor];
 const ADMIN: &[UserRole] = &[UserRole::Admin];
 const OVERSIGHT: &[UserRole] = &[UserRole::Admin, UserRole::Auditor];
+/// Those who load data and train: auditors read, but change nothing.
+const WORK: &[UserRole] = &[UserRole::Admin, UserRole::Operator];
 
 const fn api(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
     RouteSpec {
@@ -81,6 +83,29 @@ pub const ROUTES: &[RouteSpec] = &[
     api("GET", "/api/v1/audit/export", Access::Roles(OVERSIGHT)),
     api("GET", "/api/v1/attestation", Access::Public),
     api("POST", "/api/v1/unlock", Access::Public),
+    api("GET", "/api/v1/datasets", Access::Roles(ALL)),
+    api("GET", "/api/v1/datasets/{name}", Access::Roles(ALL)),
+    api("POST", "/api/v1/datasets/{name}", Access::Roles(WORK)),
+    api(
+        "GET",
+        "/api/v1/datasets/{name}/{version}/quality",
+        Access::Roles(ALL),
+    ),
+    api(
+        "GET",
+        "/api/v1/datasets/{name}/{version}/pii",
+        Access::Roles(ALL),
+    ),
+    api(
+        "POST",
+        "/api/v1/datasets/{name}/{version}/pseudonymize",
+        Access::Roles(WORK),
+    ),
+    api("GET", "/api/v1/jobs", Access::Roles(ALL)),
+    api("POST", "/api/v1/jobs", Access::Roles(WORK)),
+    api("GET", "/api/v1/jobs/{id}", Access::Roles(ALL)),
+    api("POST", "/api/v1/jobs/{id}/cancel", Access::Roles(WORK)),
+    api("GET", "/api/v1/jobs/{id}/events", Access::Roles(ALL)),
     page("GET", "/", Access::Roles(ALL)),
     page("GET", "/setup", Access::Public),
     page("POST", "/setup", Access::Public),
@@ -96,6 +121,14 @@ pub const ROUTES: &[RouteSpec] = &[
     page("GET", "/unlock", Access::Public),
     page("POST", "/unlock", Access::Public),
     page("GET", "/static/console.css", Access::Public),
+    page("GET", "/static/jobs.js", Access::Public),
+    page("GET", "/datasets", Access::Roles(ALL)),
+    page("GET", "/datasets/{name}", Access::Roles(ALL)),
+    page("GET", "/jobs", Access::Roles(ALL)),
+    page("POST", "/jobs", Access::Roles(WORK)),
+    page("GET", "/jobs/{id}", Access::Roles(ALL)),
+    page("GET", "/jobs/{id}/loss.svg", Access::Roles(ALL)),
+    page("POST", "/jobs/{id}/cancel", Access::Roles(WORK)),
 ];
 
 pub fn find_route(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -151,6 +184,30 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/audit/export", get(api::audit_export))
         .route("/api/v1/attestation", get(api::attestation))
         .route("/api/v1/unlock", post(api::unlock))
+        .route("/api/v1/datasets", get(api::list_datasets))
+        .route(
+            "/api/v1/datasets/{name}",
+            get(api::show_dataset)
+                .post(api::upload_dataset)
+                // Uploads stream to disk: no size limit beyond the disk.
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/datasets/{name}/{version}/quality",
+            get(api::dataset_quality),
+        )
+        .route(
+            "/api/v1/datasets/{name}/{version}/pii",
+            get(api::dataset_pii),
+        )
+        .route(
+            "/api/v1/datasets/{name}/{version}/pseudonymize",
+            post(api::pseudonymize_dataset),
+        )
+        .route("/api/v1/jobs", get(api::list_jobs).post(api::create_job))
+        .route("/api/v1/jobs/{id}", get(api::get_job))
+        .route("/api/v1/jobs/{id}/cancel", post(api::cancel_job))
+        .route("/api/v1/jobs/{id}/events", get(api::job_events))
         .route("/", get(pages::overview))
         .route("/setup", get(pages::setup_form).post(pages::setup_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
@@ -165,6 +222,13 @@ pub fn router(app: Arc<App>) -> Router {
             get(pages::unlock_form).post(pages::unlock_submit),
         )
         .route("/static/console.css", get(pages::stylesheet))
+        .route("/static/jobs.js", get(pages::jobs_script))
+        .route("/datasets", get(pages::datasets))
+        .route("/datasets/{name}", get(pages::dataset))
+        .route("/jobs", get(pages::jobs).post(pages::create_job))
+        .route("/jobs/{id}", get(pages::job))
+        .route("/jobs/{id}/loss.svg", get(pages::job_loss_svg))
+        .route("/jobs/{id}/cancel", post(pages::cancel_job))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -288,7 +352,21 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let csrf_needed = req.method() != Method::GET
         && (spec.page || caller.as_ref().is_some_and(|c| c.session.is_some()));
     let mut req = req;
-    if csrf_needed {
+    let header_token = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if csrf_needed && header_token.is_some() {
+        // The header carries it: the body (an upload, possibly large) stays a stream.
+        let ok = matches!((&expected, &header_token), (Some(e), Some(g)) if same(e, g));
+        if !ok {
+            return deny(
+                Some(spec),
+                ServiceError::forbidden("missing or wrong CSRF token: reload the page and retry"),
+            );
+        }
+    } else if csrf_needed {
         let (parts, body) = req.into_parts();
         let bytes = match to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
@@ -354,8 +432,8 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

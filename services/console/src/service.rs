@@ -694,6 +694,7 @@ pub async fn unlock(app: &Arc<App>, addr: IpAddr, recovery_key: &str) -> Result<
     }
     app.throttle.succeeded("unlock", addr);
     app.open_audit().map_err(ServiceError::internal)?;
+    crate::jobs::Jobs::start(app)?;
     let actor = Actor::anonymous("recovery-key");
     app.audited(&actor, "store.unlock", "store", || Ok(()))?;
     tracing::info!(component = "console", %addr, "store unlocked with the recovery key");

@@ -60,7 +60,8 @@ async fn only_allowed_role_route_pairs_succeed() {
             let path = route
                 .path
                 .replace("{name}", "victim")
-                .replace("{id}", "0123456789abcdef");
+                .replace("{id}", "0123456789abcdef")
+                .replace("{version}", "1");
             let method = Method::from_bytes(route.method.as_bytes()).unwrap();
             let mut req = client().request(method.clone(), d.url(&path));
             // Logging out ends the session: give those routes a session of their own.

@@ -6,4 +6,5 @@ mod access;
 mod browser;
 mod harness;
 mod locked;
+mod ml;
 mod web;
