@@ -12,7 +12,6 @@
 //! Not for: HTTP in general. One GET, HTTP/1.1, no redirects, no proxies, a bounded body.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hearth_attest::evidence::{Evidence, MAX_EVIDENCE_BYTES};
@@ -20,12 +19,9 @@ use hearth_attest::verify::{Check, Claim, Finding, Outcome};
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::{StatusCode, header};
-use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::api::{ConnectError, Connected, connect_tls, sha256};
 
 /// Length of the nonce `hearth verify` sends.
 pub const NONCE_LEN: usize = 32;
@@ -220,66 +216,18 @@ pub enum FetchError {
     Timeout { target: String, timeout: Duration },
 }
 
-/// Accepts any leaf certificate, or only the pinned one; always verifies handshake signatures
-/// under the leaf's key, so whoever answers holds that certificate's private key.
-#[derive(Debug)]
-struct PinnedOrAny {
-    pin: Option<[u8; 32]>,
-    /// The fingerprint of a refused certificate, for the error message.
-    refused: OnceLock<[u8; 32]>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedOrAny {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // The name and chain do not matter: the appliance is self-signed, and what identifies it
-        // is the pin (when given) and the attested key binding checked after the exchange.
-        let seen = sha256(end_entity.as_ref());
-        match self.pin {
-            Some(pin) if pin != seen => {
-                let _ = self.refused.set(seen);
-                Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ApplicationVerificationFailure,
-                ))
+impl From<ConnectError> for FetchError {
+    fn from(e: ConnectError) -> FetchError {
+        match e {
+            ConnectError::FingerprintMismatch { expected, actual } => {
+                FetchError::FingerprintMismatch { expected, actual }
             }
-            _ => Ok(ServerCertVerified::assertion()),
+            ConnectError::Connect { target, source } => FetchError::Connect { target, source },
+            ConnectError::Tls { target, source } => FetchError::Tls { target, source },
+            ConnectError::TlsConfig(source) => FetchError::TlsConfig(source),
+            ConnectError::NoCertificate { target } => FetchError::NoCertificate { target },
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    out
 }
 
 /// SHA-256 of a certificate's SubjectPublicKeyInfo (DER), as evidence's `tls_spki_sha256`.
@@ -313,53 +261,8 @@ async fn exchange(
     pin: Option<[u8; 32]>,
 ) -> Result<Fetched, FetchError> {
     let name = target.to_string();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedOrAny {
-        pin,
-        refused: OnceLock::new(),
-        algorithms: provider.signature_verification_algorithms,
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(FetchError::TlsConfig)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let server_name = ServerName::try_from(target.host.clone()).map_err(|e| FetchError::Tls {
-        target: name.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-    })?;
-
-    let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| FetchError::Connect {
-            target: name.clone(),
-            source,
-        })?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(server_name, tcp)
-        .await
-        .map_err(|source| match (pin, verifier.refused.get()) {
-            (Some(expected), Some(actual)) => FetchError::FingerprintMismatch {
-                expected: hex::encode(expected),
-                actual: hex::encode(actual),
-            },
-            _ => FetchError::Tls {
-                target: name.clone(),
-                source,
-            },
-        })?;
-    // The leaf whose key signed this handshake: the one the evidence must bind.
-    let leaf = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|c| c.as_ref().to_vec())
-        .ok_or_else(|| FetchError::NoCertificate {
-            target: name.clone(),
-        })?;
+    // `leaf`: the certificate whose key signed this handshake, the one the evidence must bind.
+    let Connected { stream: tls, leaf } = connect_tls(target, pin).await?;
     let certificate_sha256 = sha256(&leaf);
     let spki_sha256 = spki_sha256(&leaf).map_err(|source| FetchError::Certificate {
         target: name.clone(),

@@ -1,13 +1,19 @@
-//! `hearth`: the command line for IT and auditors. Parses arguments, calls the libraries, reports.
+//! `hearth`: the command line for IT, operators and auditors. Parses arguments, calls the
+//! libraries or a running appliance's API, reports.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage, 3 policy mismatch (the PCRs a secret was sealed to
-//! have changed), 4 TPM unreachable or busy. `hearth verify` and `hearth audit verify`: 0 trusted
-//! (intact), 1 not trusted (broken), 2 unusable input.
+//! have changed), 4 TPM or appliance unreachable (or the TPM busy). `hearth verify` and `hearth
+//! audit verify`: 0 trusted (intact), 1 not trusted (broken), 2 unusable input. `hearth train`:
+//! 0 the job is done, 1 it failed or was cancelled, 130 stopped following with Ctrl-C.
 
+mod api;
 mod attest;
 mod audit;
+mod datasets;
 mod eventlog;
 mod fetch;
+mod jobs;
+mod render;
 mod tpm;
 
 use std::io::IsTerminal as _;
@@ -21,7 +27,7 @@ use hearth_tpm::{TpmConfig, TpmError, Transport};
 #[command(
     name = "hearth",
     version,
-    about = "Hearth appliance tools for IT and auditors"
+    about = "Hearth appliance tools for IT, operators and auditors"
 )]
 struct Cli {
     /// Which TPM: `device:/dev/tpmrm0` or `swtpm:host=H,port=P`.
@@ -58,6 +64,14 @@ enum Command {
     /// Check an exported audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Datasets on an appliance: upload CSV files, list, show schema, quality and personal data,
+    /// pseudonymize columns (needs --url and --token).
+    Datasets(datasets::DatasetsArgs),
+    /// Train a model on a dataset on an appliance and follow it epoch by epoch (needs --url and
+    /// --token).
+    Train(jobs::TrainArgs),
+    /// Training jobs on an appliance: list, show, cancel (needs --url and --token).
+    Jobs(jobs::JobsArgs),
 }
 
 /// Exit codes other tools can act on.
@@ -125,12 +139,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let trusted = attest::verify_command(args).await?;
             Ok(if trusted { 0 } else { EXIT_NOT_TRUSTED })
         }
+        Command::Datasets(args) => datasets::run(args).await.map(|()| 0),
+        Command::Train(args) => jobs::train(args).await,
+        Command::Jobs(args) => jobs::jobs(args).await,
     }
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<attest::UnusableInput>().is_some() {
+    if err.downcast_ref::<attest::UnusableInput>().is_some()
+        || err.downcast_ref::<api::UsageError>().is_some()
+    {
         return EXIT_UNUSABLE;
+    }
+    // An appliance that could not be reached; one that answered "no" is an error.
+    if let Some(api_error) = err.downcast_ref::<api::ApiError>() {
+        return if api_error.is_unreachable() {
+            EXIT_UNREACHABLE
+        } else {
+            EXIT_ERROR
+        };
     }
     // `hearth verify https://…` met a certificate other than the one pinned.
     if let Some(fetch::FetchError::FingerprintMismatch { .. }) = err.downcast_ref() {
@@ -142,5 +169,94 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             EXIT_UNREACHABLE
         }
         _ => EXIT_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_options_go_anywhere_after_the_verb() {
+        let cli = Cli::try_parse_from([
+            "hearth",
+            "datasets",
+            "--url",
+            "https://box:8443",
+            "show",
+            "churn",
+            "--token",
+            "hth_a_b",
+            "--quality",
+            "--target",
+            "y",
+        ])
+        .unwrap();
+        let Command::Datasets(args) = cli.command else {
+            panic!("not datasets");
+        };
+        assert_eq!(args.connection.url.as_deref(), Some("https://box:8443"));
+        assert_eq!(args.connection.token.as_deref(), Some("hth_a_b"));
+        assert!(matches!(
+            args.command,
+            datasets::DatasetsCommand::Show { quality: true, ref target, .. }
+                if target.as_deref() == Some("y")
+        ));
+        // --target needs --quality; pseudonymize needs --version and --columns.
+        Cli::try_parse_from(["hearth", "datasets", "show", "d", "--target", "y"]).unwrap_err();
+        Cli::try_parse_from(["hearth", "datasets", "pseudonymize", "d", "--columns", "a"])
+            .unwrap_err();
+        let cli = Cli::try_parse_from([
+            "hearth",
+            "datasets",
+            "pseudonymize",
+            "d",
+            "--version",
+            "2",
+            "--columns",
+            "email,phone",
+        ])
+        .unwrap();
+        let Command::Datasets(args) = cli.command else {
+            panic!("not datasets");
+        };
+        assert!(matches!(
+            args.command,
+            datasets::DatasetsCommand::Pseudonymize { version: 2, ref columns, .. }
+                if columns == &["email", "phone"]
+        ));
+        let cli = Cli::try_parse_from(["hearth", "jobs", "cancel", "0011223344556677"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Jobs(jobs::JobsArgs {
+                command: jobs::JobsCommand::Cancel { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn exit_codes_tell_unreachable_from_refused_from_usage() {
+        let unreachable = anyhow::Error::new(api::ApiError::Connect(api::ConnectError::Connect {
+            target: "https://box".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        }));
+        assert_eq!(exit_code(&unreachable), EXIT_UNREACHABLE);
+        let refused = anyhow::Error::new(api::ApiError::Status {
+            status: hyper::StatusCode::UNAUTHORIZED,
+            message: "invalid API token".into(),
+        });
+        assert_eq!(exit_code(&refused), EXIT_ERROR);
+        let usage = anyhow::Error::new(api::UsageError("no --url".into()));
+        assert_eq!(exit_code(&usage), EXIT_UNUSABLE);
     }
 }

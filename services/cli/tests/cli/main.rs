@@ -4,6 +4,7 @@
 
 mod attest;
 mod audit;
+mod ml;
 mod tpm;
 mod verify_daemon;
 mod verify_remote;

@@ -9,9 +9,11 @@ use hearth_tpm_testkit::Swtpm;
 use crate::stderr;
 use crate::verify_remote::{reference, stdout, verify};
 
-struct Running {
-    url: String,
-    fingerprint: String,
+pub struct Running {
+    pub url: String,
+    pub fingerprint: String,
+    /// The one-time code that claims the appliance (it starts unclaimed).
+    pub setup_code: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -27,7 +29,9 @@ impl Drop for Running {
     }
 }
 
-fn start_hearthd(sw: &Swtpm, dir: &Path) -> Running {
+/// hearthd in this process (dev profile, its own data directory under `dir`), serving on a free
+/// port; stopped when the handle drops.
+pub fn start_hearthd(sw: &Swtpm, dir: &Path) -> Running {
     let mut config = hearthd::Config {
         profile: hearthd::Profile::Dev,
         data_dir: dir.join("data"),
@@ -59,6 +63,7 @@ fn start_hearthd(sw: &Swtpm, dir: &Path) -> Running {
     Running {
         url: format!("https://{}", ready.addr),
         fingerprint: hex::encode(ready.cert_sha256),
+        setup_code: ready.setup_code,
         stop: Some(stop_tx),
         thread: Some(thread),
     }
