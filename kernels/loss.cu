@@ -1,6 +1,21 @@
 // Losses and their gradients, each also writing per-block partial sums of the loss (the host,
 // or reduce_sum, adds them up). Block size must be 256.
 
+// Sums `local` over the block (256 threads) in shared memory `part`; thread 0 writes the total
+// to out[blockIdx.x].
+__device__ void block_sum(float local, float* part, float* out)
+{
+    part[threadIdx.x] = local;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s)
+            part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = part[0];
+}
+
 // Binary cross-entropy on logits: p = sigmoid(z), loss_i = max(z,0) - z*y + log1p(exp(-|z|))
 // (stable), grad_i = (p - y) * scale (scale = 1 / batch rows for a mean loss).
 extern "C" __global__ void sigmoid_bce(
@@ -17,15 +32,7 @@ extern "C" __global__ void sigmoid_bce(
         grad[i] = (p - y) * scale;
         local += fmaxf(z, 0.0f) - z * y + log1pf(expf(-fabsf(z)));
     }
-    part[threadIdx.x] = local;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0)
-        loss_partial[blockIdx.x] = part[0];
+    block_sum(local, part, loss_partial);
 }
 
 // Softmax cross-entropy over `classes` logits per row with integer labels: prob = softmax,
@@ -54,15 +61,7 @@ extern "C" __global__ void softmax_ce(
         }
         local += lse - z[label];
     }
-    part[threadIdx.x] = local;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0)
-        loss_partial[blockIdx.x] = part[0];
+    block_sum(local, part, loss_partial);
 }
 
 // Mean squared error for regression: loss_i = (z - y)^2 / 2, grad_i = (z - y) * scale.
@@ -77,13 +76,5 @@ extern "C" __global__ void mse(
         grad[i] = d * scale;
         local += 0.5f * d * d;
     }
-    part[threadIdx.x] = local;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s)
-            part[threadIdx.x] += part[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0)
-        loss_partial[blockIdx.x] = part[0];
+    block_sum(local, part, loss_partial);
 }

@@ -95,6 +95,21 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Whole seconds in UTC for people: `2026-11-28 02:34:56Z` (the `Display` form is RFC 3339
+    /// with milliseconds).
+    pub fn to_seconds_string(self) -> String {
+        let (year, month, day) = civil_from_days(self.0 / MILLIS_PER_DAY);
+        let secs = self.0 % MILLIS_PER_DAY / 1000;
+        format!(
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (year, month, day) = civil_from_days(self.0 / MILLIS_PER_DAY);

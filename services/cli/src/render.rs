@@ -196,29 +196,10 @@ pub fn bytes(n: u64) -> String {
 
 /// Unix seconds as UTC, `2025-11-28 03:56:07Z`.
 pub fn utc(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rest = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+    hearth_audit::Timestamp::from_unix_millis(secs.saturating_mul(1000)).map_or_else(
+        || format!("{secs} s"),
+        hearth_audit::Timestamp::to_seconds_string,
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A time field that may be Unix seconds or milliseconds (`created` or `created_unix_ms`).

@@ -409,25 +409,11 @@ fn run_job(app: &App, id: &str) {
     });
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for Unix seconds.
+/// `YYYY-MM-DD HH:MM:SSZ` for Unix seconds.
 pub fn format_time(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    hearth_audit::Timestamp::from_unix_millis(secs.saturating_mul(1000)).map_or_else(
+        || format!("{secs} s"),
+        hearth_audit::Timestamp::to_seconds_string,
     )
 }
 
@@ -490,9 +476,9 @@ mod tests {
 
     #[test]
     fn times_format_as_utc() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_time(1_795_833_296), "2026-11-28 02:34:56 UTC");
-        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_time(1_795_833_296), "2026-11-28 02:34:56Z");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00Z");
     }
 
     #[test]
