@@ -335,9 +335,16 @@ fn run_job(app: &App, id: &str) {
     if job.state != JobState::Queued {
         return;
     }
+    // The run is recorded in the owner's role as it is now (admin or operator).
+    let role = app
+        .store
+        .get(&crate::model::USERS, &job.owner)
+        .ok()
+        .flatten()
+        .map_or(hearth_audit::Role::Operator, |u| u.role.audit_role());
     let actor = Actor {
         name: job.owner.clone(),
-        role: hearth_audit::Role::Operator,
+        role,
     };
     let object = format!("job:{id}");
     let Ok(started) = app.begin(&actor, "jobs.run", &object) else {
