@@ -17,7 +17,14 @@ use crate::service;
 
 /// `{"error": "..."}` with the error's status (and `Retry-After` for 429).
 pub fn error_response(e: &ServiceError) -> Response {
-    let mut resp = (e.status, Json(json!({ "error": e.message }))).into_response();
+    with_retry_after(
+        (e.status, Json(json!({ "error": e.message }))).into_response(),
+        e,
+    )
+}
+
+/// Adds `Retry-After` to an error answer when the error has a wait (429).
+pub fn with_retry_after(mut resp: Response, e: &ServiceError) -> Response {
     if let Some(secs) = e.retry_after {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -78,7 +78,7 @@ pub fn error_page(e: &ServiceError) -> Response {
         p.error { (e.message) }
         p { a href="/" { "Back to the console" } }
     };
-    let mut resp = (
+    let resp = (
         e.status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         layout(
@@ -90,12 +90,7 @@ pub fn error_page(e: &ServiceError) -> Response {
         .into_string(),
     )
         .into_response();
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-    }
-    resp
+    crate::api::with_retry_after(resp, e)
 }
 
 /// A page for someone not logged in, with a pre-login CSRF cookie when they have none.

@@ -352,57 +352,38 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let csrf_needed = req.method() != Method::GET
         && (spec.page || caller.as_ref().is_some_and(|c| c.session.is_some()));
     let mut req = req;
-    let header_token = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if csrf_needed && header_token.is_some() {
-        // The header carries it: the body (an upload, possibly large) stays a stream.
-        let ok = matches!((&expected, &header_token), (Some(e), Some(g)) if same(e, g));
-        if !ok {
-            return deny(
-                Some(spec),
-                ServiceError::forbidden("missing or wrong CSRF token: reload the page and retry"),
-            );
-        }
-    } else if csrf_needed {
-        let (parts, body) = req.into_parts();
-        let bytes = match to_bytes(body, MAX_BODY).await {
-            Ok(b) => b,
-            Err(_) => {
-                return deny(
-                    Some(spec),
-                    ServiceError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-                );
-            }
-        };
-        let given = parts
-            .headers
+    if csrf_needed {
+        // From the header when there is one (the body, maybe a large upload, stays a stream),
+        // else from the form body, which is buffered (at most MAX_BODY) and put back.
+        let header_token = req
+            .headers()
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| form_urlencoded_field(&bytes, "csrf"));
-        let ok = matches!((&expected, &given), (Some(e), Some(g)) if same(e, g));
-        if !ok {
+            .map(str::to_owned);
+        let given = match header_token {
+            Some(t) => Some(t),
+            None => {
+                let (parts, body) = req.into_parts();
+                let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+                    return deny(
+                        Some(spec),
+                        ServiceError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+                    );
+                };
+                let field = form_urlencoded_field(&bytes, "csrf");
+                req = Request::from_parts(parts, Body::from(bytes));
+                field
+            }
+        };
+        if !matches!((&expected, &given), (Some(e), Some(g)) if same(e, g)) {
             return deny(
                 Some(spec),
                 ServiceError::forbidden("missing or wrong CSRF token: reload the page and retry"),
             );
         }
-        req = Request::from_parts(parts, Body::from(bytes));
     }
-    let token = match (&caller, expected) {
-        (
-            Some(Caller {
-                session: Some((_, s)),
-                ..
-            }),
-            _,
-        ) => CsrfToken(s.csrf.clone()),
-        (_, Some(e)) => CsrfToken(e),
-        _ => CsrfToken::default(),
-    };
+    // What pages render into their forms: the token this caller's posts must carry.
+    let token = CsrfToken(expected.unwrap_or_default());
     req.extensions_mut().insert(token);
     if let Some(c) = caller {
         req.extensions_mut().insert(c);

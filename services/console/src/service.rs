@@ -93,12 +93,16 @@ pub fn claim(
     throttled(app, "setup", addr)?;
     let actor = Actor::anonymous(name);
     app.audited(&actor, "setup.claim", &format!("user:{name}"), || {
-        let hash = hash_password(password).map_err(ServiceError::internal)?;
         let given = sha256_hex(normalize_code(code).as_bytes());
         let claimed = app.store.write(|w| {
             let state = w.get(&SETUP, SETUP_KEY)?;
             match state {
                 Some(s) if !s.claimed && same(&s.code_sha256, &given) => {
+                    // Hashed only for the right code: a wrong guess costs no argon2 work.
+                    let hash = match hash_password(password) {
+                        Ok(h) => h,
+                        Err(e) => return Ok(Err(ServiceError::internal(e))),
+                    };
                     w.put(
                         &SETUP,
                         SETUP_KEY,
@@ -113,7 +117,7 @@ pub fn claim(
                         &User {
                             name: name.to_owned(),
                             role: UserRole::Admin,
-                            password_hash: hash.clone(),
+                            password_hash: hash,
                             disabled: false,
                             created: now_secs(),
                             created_by: "setup".to_owned(),

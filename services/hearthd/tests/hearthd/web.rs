@@ -6,9 +6,7 @@ use hearth_audit::{BreakKind, HeadCheck, verify_export};
 use reqwest::{StatusCode, header};
 use serde_json::json;
 
-use crate::harness::{
-    ADMIN, Daemon, PASSWORD, claim, client, create_user, json, login, set_cookie, token,
-};
+use crate::harness::{ADMIN, Daemon, PASSWORD, claim, client, create_user, json, login, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_code_works_once_and_cookies_are_locked_down() {
@@ -384,7 +382,6 @@ async fn audit_chain_of_a_session_verifies_and_edits_are_named() {
     deleted.remove(idx);
     let report = verify_export((deleted.join("\n") + "\n").as_bytes(), None).unwrap();
     assert!(report.first_break.is_some());
-    let _ = set_cookie;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
