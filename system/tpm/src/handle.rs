@@ -27,10 +27,30 @@ pub struct TpmHandle {
 
 #[derive(Debug)]
 struct Inner {
-    tx: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Job>>,
+    /// Disconnects when the owner thread has dropped its [`Tpm`].
+    done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    owner: std::thread::ThreadId,
     timeout: Duration,
     queue_depth: usize,
     info: TpmInfo,
+}
+
+impl Drop for Inner {
+    /// Waits (up to the timeout) for the owner thread to flush and close the TPM context.
+    ///
+    /// Without this, a process whose `main` returns right after its last TPM call exits while
+    /// the owner thread is still inside the TSS (which uses OpenSSL): `exit` runs OpenSSL's
+    /// atexit clean-up concurrently and the process dies with "double free or corruption".
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if std::thread::current().id() != self.owner {
+            if let Ok(done) = self.done.get_mut() {
+                let _ = done.recv_timeout(self.timeout);
+            }
+        }
+    }
 }
 
 impl TpmHandle {
@@ -41,10 +61,16 @@ impl TpmHandle {
         let queue_depth = config.queue_depth.max(1);
         let (tx, rx) = mpsc::channel::<Job>(queue_depth);
         let (ready_tx, ready_rx) = oneshot::channel();
-        std::thread::Builder::new()
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let owner = std::thread::Builder::new()
             .name("tpm-owner".into())
-            .spawn(move || owner(config, rx, ready_tx))
-            .map_err(|_| TpmError::Unavailable)?;
+            .spawn(move || {
+                owner(config, rx, ready_tx);
+                drop(done_tx);
+            })
+            .map_err(|_| TpmError::Unavailable)?
+            .thread()
+            .id();
         let info = match tokio::time::timeout(timeout, ready_rx).await {
             Ok(Ok(opened)) => opened?,
             Ok(Err(_)) => return Err(TpmError::Unavailable),
@@ -52,7 +78,9 @@ impl TpmHandle {
         };
         Ok(TpmHandle {
             inner: Arc::new(Inner {
-                tx,
+                tx: Some(tx),
+                done: std::sync::Mutex::new(done),
+                owner,
                 timeout,
                 queue_depth,
                 info,
@@ -80,7 +108,8 @@ impl TpmHandle {
             }
             let _ = reply_tx.send(f(tpm));
         });
-        self.inner.tx.try_send(job).map_err(|e| match e {
+        let tx = self.inner.tx.as_ref().ok_or(TpmError::Unavailable)?;
+        tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => TpmError::Busy {
                 queued: self.inner.queue_depth,
             },

@@ -1,0 +1,3 @@
+//! hearth-image: builds the bootable disk image and the reference manifest.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! GPU discovery, health, telemetry and leases (see docs/gpu.md).

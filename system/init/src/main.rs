@@ -1,0 +1,3 @@
+//! hearth-init: PID 1 inside the Hearth image.
+
+fn main() {}
