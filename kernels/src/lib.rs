@@ -14,6 +14,7 @@
 //! - `kernels/check-nvrtc.py` compiles every source with the same options; CI runs it
 //!   (`just kernels-check`), so a kernel that does not compile fails CI with its file and line.
 
+pub mod cuda;
 pub mod reference;
 
 /// One `.cu` file and the kernels it defines.
@@ -26,6 +27,11 @@ pub struct KernelSource {
 
 /// Every kernel source, compiled as one NVRTC program each.
 pub const SOURCES: &[KernelSource] = &[
+    KernelSource {
+        file: "data.cu",
+        source: include_str!("../data.cu"),
+        entry_points: &["gather_rows"],
+    },
     KernelSource {
         file: "gemm.cu",
         source: include_str!("../gemm.cu"),

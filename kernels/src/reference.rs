@@ -5,6 +5,7 @@
 
 /// The entry points this module mirrors.
 pub const ENTRY_POINTS: &[&str] = &[
+    "gather_rows",
     "gemm_f32",
     "bias_act_forward",
     "relu_backward",
@@ -15,6 +16,14 @@ pub const ENTRY_POINTS: &[&str] = &[
     "adam_update",
     "reduce_sum",
 ];
+
+/// `dst[i, :] = src[idx[i], :]` for `i < rows`, rows of `cols` 32-bit words.
+pub fn gather_rows(rows: usize, cols: usize, src: &[u32], idx: &[u32], dst: &mut [u32]) {
+    for (i, &r) in idx.iter().take(rows).enumerate() {
+        let r = r as usize;
+        dst[i * cols..(i + 1) * cols].copy_from_slice(&src[r * cols..(r + 1) * cols]);
+    }
+}
 
 /// `c = alpha * op(a) * op(b) + beta * c`, row-major; op(a) is m x k (stored k x m when
 /// `trans_a`), op(b) is k x n (stored n x k when `trans_b`). With `beta == 0` the old `c` is

@@ -1,13 +1,14 @@
-//! hearth-ml: the AI factory's data and learning, on the CPU.
+//! hearth-ml: the AI factory's data and learning, on the CPU or one GPU.
 //!
 //! What it is for: reading operators' datasets (CSV, streamed) into typed columns ([`frame`]),
 //! inferring their schema, reporting their quality and personal data, pseudonymizing them
 //! ([`dataset`], [`quality`], [`pii`]); generating synthetic tables for tests and benchmarks
 //! ([`synth`]); and training, evaluating and applying models — logistic regression and MLPs with
-//! Adam — on the CPU backend ([`prep`], [`model`], [`cpu`], [`metrics`], [`train`]).
+//! Adam — on the CPU backend or on a GPU with Hearth's own kernels ([`prep`], [`model`], [`cpu`],
+//! [`gpu`], [`metrics`], [`train`]).
 //!
 //! What it is not for: storage and encryption (`hearth-store`), HTTP (`hearth-console`), GPUs
-//! (`hearth-gpu` and `kernels/`).
+//! inventory and leases (`hearth-gpu`); the kernels themselves (`kernels/`).
 //!
 //! Invariants:
 //! - Training is deterministic given a seed and the data.
@@ -16,6 +17,7 @@
 pub mod cpu;
 pub mod dataset;
 pub mod frame;
+pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod pii;

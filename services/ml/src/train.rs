@@ -18,9 +18,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use hearth_kernels::cuda::Gpu;
+
 use crate::Rng;
 use crate::cpu::{Adam, Loss, Pool, f32_of};
 use crate::frame::{ColumnData, Frame};
+use crate::gpu::CudaTrainer;
 use crate::metrics::{
     self, BinaryMetrics, ConfusionMatrix, Fairness, Importance, MulticlassMetrics,
     RegressionMetrics,
@@ -199,6 +204,34 @@ pub enum TrainError {
     Diverged { epoch: usize },
     #[error("training was cancelled")]
     Cancelled,
+    #[error("the GPU failed: {message}")]
+    Device { message: String },
+}
+
+/// Where the minibatch steps run. Evaluation, validation and importance run on the CPU either
+/// way.
+#[derive(Clone, Debug, Default)]
+pub enum Compute {
+    #[default]
+    Cpu,
+    /// One GPU, with the kernels compiled for it (hold its lease for as long as training runs).
+    Cuda(Arc<Gpu>),
+}
+
+impl Compute {
+    /// What reports and model cards record: `cpu`, or `cuda:0 NVIDIA H200 (compute_90)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Compute::Cpu => "cpu".into(),
+            Compute::Cuda(gpu) => format!("cuda:{} {} ({})", gpu.ordinal(), gpu.name(), gpu.arch()),
+        }
+    }
+}
+
+fn device_error(e: hearth_kernels::cuda::CudaError) -> TrainError {
+    TrainError::Device {
+        message: e.to_string(),
+    }
 }
 
 fn excluded_list(excluded: &[Excluded]) -> String {
@@ -300,6 +333,18 @@ impl Split {
 pub fn train(
     frame: &Frame,
     spec: &TrainSpec,
+    on_epoch: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<Trained, TrainError> {
+    train_on(frame, spec, &Compute::Cpu, on_epoch)
+}
+
+/// [`train`] with the minibatch steps on `compute`. Given the same spec, the CUDA backend
+/// visits the same rows in the same order from the same starting weights as the CPU; the
+/// results agree within floating-point tolerance, not bit for bit.
+pub fn train_on(
+    frame: &Frame,
+    spec: &TrainSpec,
+    compute: &Compute,
     on_epoch: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<Trained, TrainError> {
     let started = Instant::now();
@@ -422,20 +467,41 @@ pub fn train(
     let mut step_seconds = 0.0;
 
     let pool = Pool::new(threads);
+    let mut device = match compute {
+        Compute::Cpu => None,
+        Compute::Cuda(gpu) => Some(
+            CudaTrainer::new(
+                gpu.clone(),
+                &network,
+                batch,
+                &x_all,
+                &y,
+                n_train,
+                spec.learning_rate,
+            )
+            .map_err(device_error)?,
+        ),
+    };
 
     for epoch in 1..=spec.epochs {
         let (total, seconds, val_loss) = pool.run(|| {
             let t = Instant::now();
             shuffle.shuffle(&mut order);
             let mut total = 0.0;
-            for rows in order.chunks(batch) {
-                let input = ws.input_mut();
-                for (i, &r) in rows.iter().enumerate() {
-                    input[i * w..(i + 1) * w].copy_from_slice(&x_all[r * w..(r + 1) * w]);
-                    batch_y[i] = y[r];
+            if let Some(device) = device.as_mut() {
+                total = device
+                    .epoch(&order, &mut network.params)
+                    .map_err(device_error)?;
+            } else {
+                for rows in order.chunks(batch) {
+                    let input = ws.input_mut();
+                    for (i, &r) in rows.iter().enumerate() {
+                        input[i * w..(i + 1) * w].copy_from_slice(&x_all[r * w..(r + 1) * w]);
+                        batch_y[i] = y[r];
+                    }
+                    total += network.gradient(&mut ws, rows.len(), &batch_y[..rows.len()], threads);
+                    adam.step(&mut network.params, &ws.grads);
                 }
-                total += network.gradient(&mut ws, rows.len(), &batch_y[..rows.len()], threads);
-                adam.step(&mut network.params, &ws.grads);
             }
             let seconds = t.elapsed().as_secs_f64();
             let val_loss = if y_val.is_empty() {
@@ -443,8 +509,8 @@ pub fn train(
             } else {
                 mean_loss(&network, &x_val, &y_val, &mut scratch, threads)
             };
-            (total, seconds, val_loss)
-        });
+            Ok::<_, TrainError>((total, seconds, val_loss))
+        })?;
         step_seconds += seconds;
         epochs_run = epoch;
         let train_loss = total / n_train as f64;
@@ -528,7 +594,7 @@ pub fn train(
         best_epoch,
         stopped_early,
         best_loss,
-        backend: "cpu".into(),
+        backend: compute.describe(),
         threads,
         rows_per_sec: (n_train * epochs_run) as f64 / step_seconds.max(1e-9),
         seconds: started.elapsed().as_secs_f64(),
