@@ -39,6 +39,8 @@ pub struct ConsoleConfig {
     pub audit_path: PathBuf,
     /// `dev` or `production`, shown on the overview.
     pub profile: String,
+    /// Which backend training jobs may use.
+    pub compute: hearth_gpu::Preference,
 }
 
 /// The running console: shared by every request.
@@ -51,8 +53,8 @@ pub struct App {
     pub throttle: Throttle,
     pub metrics: Metrics,
     pub started: Instant,
-    /// Compute backends, found once at start (finding CPU limits reads cgroup files).
-    pub compute: Vec<crate::service::Backend>,
+    /// The CPU and the GPUs found once at start, with their leases.
+    pub compute: crate::compute::Compute,
     /// Validated API tokens: id -> (SHA-256 of the secret, user, role). Cleared whenever a
     /// token, a user's role or a user's state changes, so it never outlives a revocation.
     pub token_cache: Mutex<std::collections::HashMap<String, (String, String, crate::UserRole)>>,
@@ -172,6 +174,14 @@ impl App {
         tpm: TpmHandle,
         tls: TlsIdentity,
     ) -> Result<Arc<App>, String> {
+        let compute = crate::compute::Compute::probe(config.compute);
+        tracing::info!(component = "compute", "{}", compute.inventory.summary());
+        if config.compute == hearth_gpu::Preference::Cuda && compute.inventory.devices.is_empty() {
+            return Err(format!(
+                "compute.backend = \"cuda\", but no GPU can be used: {}",
+                compute.inventory.problem.as_deref().unwrap_or("none found")
+            ));
+        }
         let app = Arc::new(App {
             config,
             store,
@@ -181,7 +191,7 @@ impl App {
             throttle: Throttle::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
-            compute: crate::service::compute_backends(),
+            compute,
             token_cache: Mutex::new(std::collections::HashMap::new()),
             jobs: crate::jobs::Jobs::default(),
             audit: Mutex::new(None),

@@ -156,9 +156,10 @@ pub fn pseudonymize(
 pub fn train_job(
     app: &App,
     job: &mut Job,
+    compute: &hearth_ml::train::Compute,
     on_epoch: &mut dyn FnMut(EpochPoint) -> ControlFlow<()>,
 ) -> Result<(), ServiceError> {
-    use hearth_ml::train::{ModelKind, TrainSpec, train};
+    use hearth_ml::train::{ModelKind, TrainSpec, train_on};
     let frame = dataset::load_frame(&app.store, &job.spec.dataset, sel(job.version)?)?;
     let defaults = TrainSpec::default();
     let spec = TrainSpec {
@@ -175,7 +176,7 @@ pub fn train_job(
         ..defaults
     };
     let mut points = Vec::new();
-    let trained = train(&frame, &spec, &mut |p| {
+    let trained = train_on(&frame, &spec, compute, &mut |p| {
         let point = EpochPoint {
             epoch: p.epoch,
             train_loss: p.train_loss,

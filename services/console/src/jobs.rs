@@ -1,5 +1,5 @@
 //! Training jobs: a queue persisted in the store (queued, running, done, failed, cancelled), one
-//! worker thread that runs them in order on the CPU backend, live progress for the console
+//! worker thread that runs them in order on a leased GPU or the CPU, live progress for the console
 //! (server-sent events), cancellation, and energy where the machine reports it.
 
 use std::collections::HashSet;
@@ -363,31 +363,47 @@ fn run_job(app: &App, id: &str) {
         epochs: job.epochs,
     });
     let energy = Energy::start();
-    let outcome = crate::datasets::train_job(app, &mut job, &mut |point: EpochPoint| {
-        // Kept as it happens, so a view opened mid-run (or after a crash) sees every epoch.
-        let stored = app.store.write(|w| {
-            if let Some(mut j) = w.get(&JOBS, id)? {
-                j.progress.push(point.clone());
-                w.put(&JOBS, id, &j)?;
+    // A GPU lease when one is free, held until this function returns.
+    let assigned = app.compute.assign(id);
+    job.backend = match &assigned.note {
+        Some(note) => format!("{} ({note})", assigned.backend.describe()),
+        None => assigned.backend.describe(),
+    };
+    let _ = app.store.put(&JOBS, id, &job);
+    let outcome = crate::datasets::train_job(
+        app,
+        &mut job,
+        &assigned.backend,
+        &mut |point: EpochPoint| {
+            // Kept as it happens, so a view opened mid-run (or after a crash) sees every epoch.
+            let stored = app.store.write(|w| {
+                if let Some(mut j) = w.get(&JOBS, id)? {
+                    j.progress.push(point.clone());
+                    w.put(&JOBS, id, &j)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = stored {
+                tracing::warn!(component = "jobs", %id, error = %e, "cannot record an epoch");
             }
-            Ok(())
-        });
-        if let Err(e) = stored {
-            tracing::warn!(component = "jobs", %id, error = %e, "cannot record an epoch");
-        }
-        let _ = app.jobs.events.send(JobEvent {
-            id: id.to_owned(),
-            state: JobState::Running,
-            point: Some(point),
-            epochs: 0,
-        });
-        if app.jobs.is_cancelled(id) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
-    job.energy = energy.stop();
+            let _ = app.jobs.events.send(JobEvent {
+                id: id.to_owned(),
+                state: JobState::Running,
+                point: Some(point),
+                epochs: 0,
+            });
+            if app.jobs.is_cancelled(id) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
+    job.energy = match app.compute.gpu_energy(&assigned) {
+        Some(joules) => format!("{joules:.1} J (GPU, NVML); CPU: {}", energy.stop()),
+        None => energy.stop(),
+    };
+    drop(assigned);
     job.finished = Some(now_secs());
     let result = match outcome {
         Ok(()) => {

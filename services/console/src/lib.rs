@@ -24,6 +24,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod compute;
 pub mod datasets;
 pub mod jobs;
 pub mod metrics;

@@ -581,17 +581,8 @@ pub async fn status(app: &App) -> Status {
             spki_sha256: hex::encode(app.tls.spki_sha256),
             ephemeral: app.tls.ephemeral,
         },
-        compute: app.compute.clone(),
+        compute: app.compute.shown(),
     }
-}
-
-/// The compute backends this machine offers (the CPU; GPUs come with the ML services).
-pub fn compute_backends() -> Vec<Backend> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    vec![Backend {
-        kind: "cpu",
-        detail: format!("{threads} threads"),
-    }]
 }
 
 // ---------------------------------------------------------------------------------------------

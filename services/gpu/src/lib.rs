@@ -17,7 +17,31 @@
 use std::sync::{Arc, Mutex};
 
 use hearth_kernels::cuda::{self, cudarc::driver::CudaContext};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Which backend training may use, from the appliance's configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preference {
+    /// A GPU when one is found, else the CPU (the console says which, and why).
+    #[default]
+    Auto,
+    /// The CPU even where GPUs are present.
+    Cpu,
+    /// GPUs only: start-up fails when none can be used, rather than training on the CPU by
+    /// accident.
+    Cuda,
+}
+
+impl Preference {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preference::Auto => "auto",
+            Preference::Cpu => "cpu",
+            Preference::Cuda => "cuda",
+        }
+    }
+}
 
 /// One CUDA device as the driver describes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -37,6 +37,7 @@ pub struct Config {
     pub keys: KeysSection,
     pub console: ConsoleSection,
     pub attestation: AttestationSection,
+    pub compute: ComputeSection,
     pub log: LogSection,
 }
 
@@ -50,6 +51,7 @@ impl Default for Config {
             keys: KeysSection::default(),
             console: ConsoleSection::default(),
             attestation: AttestationSection::default(),
+            compute: ComputeSection::default(),
             log: LogSection::default(),
         }
     }
@@ -129,6 +131,14 @@ impl Default for AttestationSection {
             runtime_log: Some(PathBuf::from("/run/hearth/runtime-log.jsonl")),
         }
     }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeSection {
+    /// `auto` (a free GPU, else the CPU), `cpu`, or `cuda` (refuse to start without a usable
+    /// GPU).
+    pub backend: hearth_gpu::Preference,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

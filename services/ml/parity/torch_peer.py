@@ -2,7 +2,7 @@
 trained the same way, on the same table and split, in PyTorch on the CPU (falling back to
 scikit-learn's MLPClassifier where PyTorch is not installed).
 
-    python3 services/ml/parity/torch_peer.py TABLE.csv --threads 2 --epochs 5 [--out result.json]
+    python3 services/ml/parity/torch_peer.py TABLE.csv --threads 2 --epochs 5 [--device cuda]
 
 TABLE.csv is `hearth_ml::synth::fraud` as written by the `synth` example; the split (seed 7,
 70/10/20) and the standardization are hearth-ml's (common.py). Models: an MLP
@@ -40,11 +40,14 @@ def load(path):
             prep.transform(x[test]), y[test].astype(np.float32))
 
 
-def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads):
+def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    # Plain float32 products on a GPU too (no TF32), as Hearth's kernels compute.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     layers, width = [], xtr.shape[1]
     for h in hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
@@ -55,13 +58,15 @@ def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads):
     prior = float(ytr.mean())
     with torch.no_grad():
         net[-1].bias.fill_(np.log(prior / (1 - prior)))
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    x, y = torch.from_numpy(xtr).to(device), torch.from_numpy(ytr).to(device)
     n = x.shape[0]
     step_seconds = 0.0
     for _ in range(epochs):
-        order = torch.randperm(n)
+        order = torch.randperm(n, device=device)
+        sync()
         t = time.perf_counter()
         for i in range(0, n, batch):
             idx = order[i:i + batch]
@@ -70,9 +75,10 @@ def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads):
             loss = loss_fn(net(xb).squeeze(1), yb)
             loss.backward()
             opt.step()
+        sync()
         step_seconds += time.perf_counter() - t
     with torch.no_grad():
-        p = torch.sigmoid(net(torch.from_numpy(xte)).squeeze(1)).numpy()
+        p = torch.sigmoid(net(torch.from_numpy(xte).to(device)).squeeze(1)).cpu().numpy()
     return {
         "rows_per_sec": n * epochs / step_seconds,
         "roc_auc": roc_auc_score(yte, p),
@@ -106,6 +112,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU benchmark")
     args = ap.parse_args()
     xtr, ytr, xte, yte = load(args.csv)
     try:
@@ -113,7 +120,7 @@ def main():
 
         peer = f"PyTorch {torch.__version__}"
         run = lambda hidden: torch_run(xtr, ytr, xte, yte, hidden, args.epochs,  # noqa: E731
-                                       args.batch, args.threads)
+                                       args.batch, args.threads, args.device)
     except ImportError:
         import sklearn
 
@@ -124,6 +131,7 @@ def main():
         "peer": peer,
         "python": platform.python_version(),
         "threads": args.threads,
+        "device": args.device,
         "epochs": args.epochs,
         "train_rows": len(ytr),
         "mlp": run((256, 256)),

@@ -1,0 +1,135 @@
+//! Compute for training jobs: the GPUs found at start (hearth-gpu), who holds which, and the
+//! backend each job runs on. A job takes a GPU lease when one is free and the configuration
+//! allows it, and the CPU otherwise; what it ran on is recorded with the job and its model.
+
+use hearth_gpu::{Inventory, Lease, Leases, Preference};
+use hearth_ml::train::Compute as Backend;
+
+use crate::service::Backend as Shown;
+
+pub struct Compute {
+    pub preference: Preference,
+    pub inventory: Inventory,
+    pub leases: Leases,
+}
+
+impl std::fmt::Debug for Compute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compute")
+            .field("preference", &self.preference)
+            .field("inventory", &self.inventory)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a job runs on, and the lease that keeps the GPU its own while it does.
+pub struct Assigned {
+    pub backend: Backend,
+    pub lease: Option<Lease>,
+    /// Why a GPU was wanted but not used, when that happened.
+    pub note: Option<String>,
+    /// NVML's energy counter of the leased GPU at the start, in joules.
+    gpu_energy_start: Option<f64>,
+}
+
+impl Compute {
+    /// Probes the GPUs unless the preference is the CPU.
+    pub fn probe(preference: Preference) -> Compute {
+        let inventory = if preference == Preference::Cpu {
+            let mut inv = hearth_gpu::probe();
+            inv.devices.clear();
+            inv.problem = Some("the configuration says compute.backend = \"cpu\"".into());
+            inv
+        } else {
+            hearth_gpu::probe()
+        };
+        let leases = Leases::new(inventory.devices.len());
+        Compute {
+            preference,
+            inventory,
+            leases,
+        }
+    }
+
+    /// The backends shown on the overview and in `GET /api/v1/system`.
+    pub fn shown(&self) -> Vec<Shown> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut out = vec![Shown {
+            kind: "cpu",
+            detail: format!("{threads} threads"),
+        }];
+        let holders = self.leases.holders();
+        for d in &self.inventory.devices {
+            let held = match holders.get(d.index).cloned().flatten() {
+                Some(job) => format!("training job {job}"),
+                None => "free".into(),
+            };
+            out.push(Shown {
+                kind: "cuda",
+                detail: format!(
+                    "GPU {}: {}, {} MiB, compute capability {}.{}, {} ({held})",
+                    d.index,
+                    d.name,
+                    d.memory_bytes >> 20,
+                    d.compute_capability.0,
+                    d.compute_capability.1,
+                    d.uuid
+                ),
+            });
+        }
+        if self.inventory.devices.is_empty() {
+            if let Some(why) = &self.inventory.problem {
+                out.push(Shown {
+                    kind: "gpu",
+                    detail: format!("none: {why}"),
+                });
+            }
+        }
+        out
+    }
+
+    /// A GPU for job `id` when one is free (with its kernels compiled), else the CPU.
+    pub fn assign(&self, id: &str) -> Assigned {
+        let cpu = |note: Option<String>| Assigned {
+            backend: Backend::Cpu,
+            lease: None,
+            note,
+            gpu_energy_start: None,
+        };
+        if self.inventory.devices.is_empty() {
+            return cpu(None);
+        }
+        let Some(lease) = self.leases.try_lease(id) else {
+            return cpu(Some("every GPU is busy; trained on the CPU".into()));
+        };
+        match hearth_kernels::cuda::Gpu::open(lease.index()) {
+            Ok(gpu) => {
+                let gpu_energy_start = self
+                    .inventory
+                    .telemetry(lease.index())
+                    .and_then(|t| t.energy_joules);
+                Assigned {
+                    backend: Backend::Cuda(gpu),
+                    lease: Some(lease),
+                    note: None,
+                    gpu_energy_start,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(component = "jobs", job = %id, error = %e, "GPU unusable");
+                cpu(Some(format!(
+                    "GPU {} unusable ({e}); trained on the CPU",
+                    lease.index()
+                )))
+            }
+        }
+    }
+
+    /// The leased GPU's energy since [`Compute::assign`], from NVML.
+    pub fn gpu_energy(&self, assigned: &Assigned) -> Option<f64> {
+        let lease = assigned.lease.as_ref()?;
+        let start = assigned.gpu_energy_start?;
+        let now = self.inventory.telemetry(lease.index())?.energy_joules?;
+        Some(now - start)
+    }
+}
