@@ -37,6 +37,10 @@ lint:
 bench: setup (_apt "wrk")
     cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console && cargo bench -p hearth-ml --bench train
 
+# The GPU test group and the GPU benchmark, in one go (needs a GPU; see docs/gpu.md).
+gpu:
+    hil-tests/gpu/run.sh
+
 # Compile every kernels/*.cu with NVRTC (from PyPI's nvidia-cuda-nvrtc wheel; no GPU needed).
 kernels-check:
     @[ -e target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13 ] || python3 -m pip install --quiet --disable-pip-version-check --no-deps --target target/nvrtc "nvidia-cuda-nvrtc==13.5.37"
