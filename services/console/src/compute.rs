@@ -64,6 +64,27 @@ impl Compute {
                 Some(job) => format!("training job {job}"),
                 None => "free".into(),
             };
+            // Health, where NVML reports it.
+            let health = self.inventory.telemetry(d.index).map(|t| {
+                let mut parts = Vec::new();
+                if let Some(w) = t.power_watts {
+                    parts.push(format!("{w:.0} W"));
+                }
+                if let Some(c) = t.temperature_c {
+                    parts.push(format!("{c} °C"));
+                }
+                if let Some(u) = t.utilization_percent {
+                    parts.push(format!("{u} % busy"));
+                }
+                if let Some(m) = t.memory_used_bytes {
+                    parts.push(format!("{} MiB in use", m >> 20));
+                }
+                parts.join(", ")
+            });
+            let held = match health {
+                Some(h) if !h.is_empty() => format!("{held}; {h}"),
+                _ => held,
+            };
             out.push(Shown {
                 kind: "cuda",
                 detail: format!(
