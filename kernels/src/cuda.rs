@@ -79,7 +79,9 @@ pub fn device_count() -> Result<usize, CudaError> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// One device with every kernel compiled and loaded, and the stream launches go to.
+/// One device with every kernel compiled and loaded, and the stream launches go to. Clones
+/// share the context, the modules and the stream.
+#[derive(Clone)]
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -569,8 +571,14 @@ impl Gpu {
     }
 }
 
-/// 32-bit element types [`Gpu::gather_rows`] copies word for word.
-pub trait Word: DeviceRepr + sealed::Sealed {}
+/// The 32-bit element types of device buffers (floats, indices, labels): what
+/// [`Gpu::gather_rows`] copies word for word.
+pub trait Word: DeviceRepr + ValidAsZeroBits + Copy + Default + sealed::Sealed {
+    /// The all-zero-bits value, as a zeroed device allocation holds.
+    fn zero() -> Self {
+        Self::default()
+    }
+}
 impl Word for f32 {}
 impl Word for u32 {}
 impl Word for i32 {}

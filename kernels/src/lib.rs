@@ -15,6 +15,7 @@
 //!   (`just kernels-check`), so a kernel that does not compile fails CI with its file and line.
 
 pub mod cuda;
+pub mod device;
 pub mod reference;
 
 /// One `.cu` file and the kernels it defines.

@@ -17,8 +17,9 @@ pub const ENTRY_POINTS: &[&str] = &[
     "reduce_sum",
 ];
 
-/// `dst[i, :] = src[idx[i], :]` for `i < rows`, rows of `cols` 32-bit words.
-pub fn gather_rows(rows: usize, cols: usize, src: &[u32], idx: &[u32], dst: &mut [u32]) {
+/// `dst[i, :] = src[idx[i], :]` for `i < rows`, rows of `cols` 32-bit words (any `Copy` type
+/// here: the kernel copies words without looking at them).
+pub fn gather_rows<T: Copy>(rows: usize, cols: usize, src: &[T], idx: &[u32], dst: &mut [T]) {
     for (i, &r) in idx.iter().take(rows).enumerate() {
         let r = r as usize;
         dst[i * cols..(i + 1) * cols].copy_from_slice(&src[r * cols..(r + 1) * cols]);

@@ -1,6 +1,8 @@
 //! The CUDA backend of training: the same minibatch Adam loop as the CPU's
 //! ([`Network::gradient`] then [`crate::cpu::Adam::step`]), run on one GPU with Hearth's own
-//! kernels (`kernels/*.cu` through [`hearth_kernels::cuda::Gpu`]).
+//! kernels (`kernels/*.cu` through [`hearth_kernels::cuda::Gpu`]). The trainer is written
+//! against [`Device`], so the same code also runs on [`hearth_kernels::device::Reference`] (the
+//! kernels' CPU references), which is how CI checks it on machines without a GPU.
 //!
 //! The whole encoded table and its targets go to the device once; each epoch uploads only the
 //! shuffled row order (the host's shuffle, so a seed gives the CPU's order), and each step
@@ -8,10 +10,8 @@
 //! trip. The host waits once per epoch, to read the loss partials and the parameters back (for
 //! validation and early stopping, which stay on the CPU, as the best epoch's weights do).
 
-use std::sync::Arc;
-
-use hearth_kernels::cuda::cudarc::driver::CudaSlice;
-use hearth_kernels::cuda::{CudaError, Gpu, LOSS_BLOCKS, check_indices};
+use hearth_kernels::cuda::{CudaError, LOSS_BLOCKS};
+use hearth_kernels::device::{Device, Indices};
 use hearth_kernels::reference::adam_step_constants;
 
 use crate::cpu::{Activation, Loss};
@@ -22,58 +22,57 @@ const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;
 const EPSILON: f32 = 1e-8;
 
-/// Training state on one GPU: data, parameters, optimizer moments and work buffers.
-pub struct CudaTrainer {
-    gpu: Arc<Gpu>,
+/// Training state on one device: data, parameters, optimizer moments and work buffers.
+pub struct CudaTrainer<D: Device> {
+    device: D,
     layers: Vec<Layer>,
     loss: Loss,
     inputs: usize,
-    rows: usize,
     batch: usize,
     learning_rate: f32,
     steps: i32,
-    x: CudaSlice<f32>,
-    y: CudaSlice<f32>,
-    labels: Option<CudaSlice<i32>>,
-    order: CudaSlice<u32>,
-    params: CudaSlice<f32>,
-    grads: CudaSlice<f32>,
-    m: CudaSlice<f32>,
-    v: CudaSlice<f32>,
+    x: D::Buf<f32>,
+    y: D::Buf<f32>,
+    labels: Option<D::Buf<i32>>,
+    order: Indices<D::Buf<u32>>,
+    params: D::Buf<f32>,
+    grads: D::Buf<f32>,
+    m: D::Buf<f32>,
+    v: D::Buf<f32>,
     /// `acts[0]` is the gathered input batch, `acts[l + 1]` layer `l`'s output.
-    acts: Vec<CudaSlice<f32>>,
-    delta: CudaSlice<f32>,
-    delta_next: CudaSlice<f32>,
-    prob: CudaSlice<f32>,
-    batch_y: CudaSlice<f32>,
-    batch_labels: CudaSlice<i32>,
-    partials: CudaSlice<f32>,
+    acts: Vec<D::Buf<f32>>,
+    delta: D::Buf<f32>,
+    delta_next: D::Buf<f32>,
+    prob: D::Buf<f32>,
+    batch_y: D::Buf<f32>,
+    batch_labels: D::Buf<i32>,
+    partials: D::Buf<f32>,
     partials_host: Vec<f32>,
+    order_host: Vec<u32>,
 }
 
-impl std::fmt::Debug for CudaTrainer {
+impl<D: Device> std::fmt::Debug for CudaTrainer<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CudaTrainer")
-            .field("gpu", &self.gpu)
-            .field("rows", &self.rows)
+            .field("device", &self.device.describe())
             .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
 }
 
-impl CudaTrainer {
+impl<D: Device> CudaTrainer<D> {
     /// Uploads `x` (`rows × network.inputs()`, every row the epochs may draw) and `y` (one
     /// target per row: 0/1, a class index or a standardized value) and the network's starting
     /// parameters; `train_rows` is the most rows an epoch visits.
     pub fn new(
-        gpu: Arc<Gpu>,
+        device: D,
         network: &Network,
         batch: usize,
         x: &[f32],
         y: &[f32],
         train_rows: usize,
         learning_rate: f32,
-    ) -> Result<CudaTrainer, CudaError> {
+    ) -> Result<CudaTrainer<D>, CudaError> {
         let inputs = network.inputs();
         let rows = y.len();
         if x.len() != rows * inputs || batch == 0 {
@@ -94,7 +93,7 @@ impl CudaTrainer {
                     c.min(i32::try_from(classes).unwrap_or(i32::MAX) - 1)
                 };
                 let host: Vec<i32> = y.iter().map(|&v| clamp(v)).collect();
-                Some(gpu.upload(&host)?)
+                Some(device.upload(&host)?)
             }
             _ => None,
         };
@@ -106,77 +105,61 @@ impl CudaTrainer {
             .unwrap_or(0);
         let n_params = network.params.len();
         let steps = train_rows.div_ceil(batch).max(1);
-        let mut acts = vec![gpu.zeros::<f32>(batch * inputs)?];
+        let mut acts = vec![device.zeros::<f32>(batch * inputs)?];
         for l in &network.layers {
-            acts.push(gpu.zeros::<f32>(batch * l.outputs)?);
+            acts.push(device.zeros::<f32>(batch * l.outputs)?);
         }
         let outputs = network.outputs();
         Ok(CudaTrainer {
             layers: network.layers.clone(),
             loss: network.loss,
             inputs,
-            rows,
             batch,
             learning_rate,
             steps: 0,
-            x: gpu.upload(x)?,
-            y: gpu.upload(y)?,
+            x: device.upload(x)?,
+            y: device.upload(y)?,
             labels,
-            order: gpu.zeros::<u32>(train_rows)?,
-            params: gpu.upload(&network.params)?,
-            grads: gpu.zeros::<f32>(n_params)?,
-            m: gpu.zeros::<f32>(n_params)?,
-            v: gpu.zeros::<f32>(n_params)?,
+            order: Indices::new(&device, train_rows, rows)?,
+            params: device.upload(&network.params)?,
+            grads: device.zeros::<f32>(n_params)?,
+            m: device.zeros::<f32>(n_params)?,
+            v: device.zeros::<f32>(n_params)?,
             acts,
-            delta: gpu.zeros::<f32>(batch * widest)?,
-            delta_next: gpu.zeros::<f32>(batch * widest)?,
-            prob: gpu.zeros::<f32>(batch * outputs)?,
-            batch_y: gpu.zeros::<f32>(batch)?,
-            batch_labels: gpu.zeros::<i32>(batch)?,
-            partials: gpu.zeros::<f32>(steps * LOSS_BLOCKS)?,
+            delta: device.zeros::<f32>(batch * widest)?,
+            delta_next: device.zeros::<f32>(batch * widest)?,
+            prob: device.zeros::<f32>(batch * outputs)?,
+            batch_y: device.zeros::<f32>(batch)?,
+            batch_labels: device.zeros::<i32>(batch)?,
+            partials: device.zeros::<f32>(steps * LOSS_BLOCKS)?,
             partials_host: vec![0.0; steps * LOSS_BLOCKS],
-            gpu,
+            order_host: Vec::with_capacity(train_rows),
+            device,
         })
     }
 
-    pub fn gpu(&self) -> &Arc<Gpu> {
-        &self.gpu
+    pub fn device(&self) -> &D {
+        &self.device
     }
 
     /// One pass over `order` (row indices into the uploaded table) in minibatches; copies the
     /// parameters after it into `params` and returns the summed training loss, as the CPU loop
     /// does.
     pub fn epoch(&mut self, order: &[usize], params: &mut [f32]) -> Result<f64, CudaError> {
-        let host: Vec<u32> = order
-            .iter()
-            .map(|&r| u32::try_from(r).unwrap_or(u32::MAX))
-            .collect();
-        check_indices(&host, self.rows)?;
-        if host.len() > self.order.len() {
-            return Err(CudaError::Shape {
-                kernel: "train",
-                what: format!(
-                    "{} rows exceed the {} planned",
-                    host.len(),
-                    self.order.len()
-                ),
-            });
-        }
-        self.gpu
-            .upload_into(&host, &mut self.order.slice_mut(..host.len()))?;
-        let steps = host.len().div_ceil(self.batch);
+        self.order_host.clear();
+        self.order_host
+            .extend(order.iter().map(|&r| u32::try_from(r).unwrap_or(u32::MAX)));
+        self.order.write(&self.device, &self.order_host)?;
+        let total = order.len();
+        let steps = total.div_ceil(self.batch);
         for step in 0..steps {
             let start = step * self.batch;
-            let rows = self.batch.min(host.len() - start);
+            let rows = self.batch.min(total - start);
             self.step(start, rows, step)?;
         }
-        let used = steps * LOSS_BLOCKS;
-        self.gpu.download_into(
-            &self.partials.slice(..used),
-            &mut self.partials_host[..used],
-        )?;
-        self.gpu.download_into(&self.params.as_view(), params)?;
-        let sum: f64 = self.partials_host[..used]
+        self.device.read(&self.partials, &mut self.partials_host)?;
+        self.device.read(&self.params, params)?;
+        let sum: f64 = self.partials_host[..steps * LOSS_BLOCKS]
             .iter()
             .map(|&p| f64::from(p))
             .sum();
@@ -188,60 +171,36 @@ impl CudaTrainer {
     }
 
     fn step(&mut self, start: usize, rows: usize, step: usize) -> Result<(), CudaError> {
-        let gpu = &self.gpu;
+        let d = &self.device;
         let w = self.inputs;
-        let idx = self.order.slice(start..start + rows);
-        // SAFETY: `epoch` checked every index in `order` against `self.rows`, the rows of `x`
-        // (rows × w words), `y` (rows) and `labels` (rows).
-        unsafe {
-            gpu.gather_rows(
-                rows,
-                w,
-                &self.x.as_view(),
-                &idx,
-                &mut self.acts[0].as_view_mut(),
-            )?;
-            gpu.gather_rows(
-                rows,
-                1,
-                &self.y.as_view(),
-                &idx,
-                &mut self.batch_y.as_view_mut(),
-            )?;
-            if let Some(labels) = &self.labels {
-                gpu.gather_rows(
-                    rows,
-                    1,
-                    &labels.as_view(),
-                    &idx,
-                    &mut self.batch_labels.as_view_mut(),
-                )?;
-            }
+        let at = start..start + rows;
+        d.gather_rows(rows, w, &self.x, &self.order, at.clone(), &mut self.acts[0])?;
+        d.gather_rows(rows, 1, &self.y, &self.order, at.clone(), &mut self.batch_y)?;
+        if let Some(labels) = &self.labels {
+            d.gather_rows(rows, 1, labels, &self.order, at, &mut self.batch_labels)?;
         }
-        // Forward.
+        // Forward: acts[i + 1] = act(acts[i] · W + b).
         for (i, l) in self.layers.iter().enumerate() {
             let (before, after) = self.acts.split_at_mut(i + 1);
-            let mut out = after[0].slice_mut(..rows * l.outputs);
-            gpu.gemm_f32(
+            let out = &mut after[0];
+            d.gemm_f32(
                 rows,
                 l.outputs,
                 l.inputs,
-                1.0,
-                &before[i].slice(..rows * l.inputs),
+                (&before[i], 0..rows * l.inputs),
                 l.inputs,
                 false,
-                &self.params.slice(weights(l)),
+                (&self.params, weights(l)),
                 l.outputs,
                 false,
-                0.0,
-                &mut out,
+                (&mut *out, 0..rows * l.outputs),
                 l.outputs,
             )?;
-            gpu.bias_act_forward(
+            d.bias_act_forward(
                 rows,
                 l.outputs,
-                &mut out,
-                &self.params.slice(bias(l)),
+                (out, 0..rows * l.outputs),
+                (&self.params, bias(l)),
                 l.activation == Activation::Relu,
             )?;
         }
@@ -249,96 +208,83 @@ impl CudaTrainer {
         let outputs = self.layers.last().map_or(0, |l| l.outputs);
         let n = rows * outputs;
         let scale = 1.0 / rows as f32;
-        let out = self.acts[self.layers.len()].slice(..n);
-        let mut partial = self
-            .partials
-            .slice_mut(step * LOSS_BLOCKS..(step + 1) * LOSS_BLOCKS);
+        let out = (&self.acts[self.layers.len()], 0..n);
+        let partial = (
+            &mut self.partials,
+            step * LOSS_BLOCKS..(step + 1) * LOSS_BLOCKS,
+        );
         match self.loss {
-            Loss::Logistic => gpu.sigmoid_bce(
+            Loss::Logistic => d.sigmoid_bce(
                 n,
-                &out,
-                &self.batch_y.slice(..rows),
+                out,
+                &self.batch_y,
                 scale,
-                &mut self.prob.slice_mut(..n),
-                &mut self.delta.slice_mut(..n),
-                &mut partial,
+                &mut self.prob,
+                &mut self.delta,
+                partial,
             )?,
-            Loss::Softmax { classes } => gpu.softmax_ce(
+            Loss::Softmax { classes } => d.softmax_ce(
                 rows,
                 classes,
-                &out,
-                &self.batch_labels.slice(..rows),
+                out,
+                &self.batch_labels,
                 scale,
-                &mut self.prob.slice_mut(..n),
-                &mut self.delta.slice_mut(..n),
-                &mut partial,
+                &mut self.prob,
+                &mut self.delta,
+                partial,
             )?,
             // The CPU's gradient of (z - y)^2 is 2 (z - y) / rows.
-            Loss::Squared => gpu.mse(
-                n,
-                &out,
-                &self.batch_y.slice(..rows),
-                2.0 * scale,
-                &mut self.delta.slice_mut(..n),
-                &mut partial,
-            )?,
+            Loss::Squared => d.mse(n, out, &self.batch_y, 2.0 * scale, &mut self.delta, partial)?,
         }
-        // Backward.
+        // Backward: dW = inputᵀ · delta, db = Σ delta, d input = delta · Wᵀ through the ReLU.
         for (i, l) in self.layers.iter().enumerate().rev() {
-            let input = self.acts[i].slice(..rows * l.inputs);
-            gpu.gemm_f32(
+            let input = (&self.acts[i], 0..rows * l.inputs);
+            d.gemm_f32(
                 l.inputs,
                 l.outputs,
                 rows,
-                1.0,
-                &input,
+                input.clone(),
                 l.inputs,
                 true,
-                &self.delta.slice(..rows * l.outputs),
+                (&self.delta, 0..rows * l.outputs),
                 l.outputs,
                 false,
-                0.0,
-                &mut self.grads.slice_mut(weights(l)),
+                (&mut self.grads, weights(l)),
                 l.outputs,
             )?;
-            gpu.column_sums(
+            d.column_sums(
                 rows,
                 l.outputs,
-                &self.delta.slice(..rows * l.outputs),
-                &mut self.grads.slice_mut(bias(l)),
+                (&self.delta, 0..rows * l.outputs),
+                (&mut self.grads, bias(l)),
             )?;
             if i > 0 {
-                let mut next = self.delta_next.slice_mut(..rows * l.inputs);
-                gpu.gemm_f32(
+                d.gemm_f32(
                     rows,
                     l.inputs,
                     l.outputs,
-                    1.0,
-                    &self.delta.slice(..rows * l.outputs),
+                    (&self.delta, 0..rows * l.outputs),
                     l.outputs,
                     false,
-                    &self.params.slice(weights(l)),
+                    (&self.params, weights(l)),
                     l.outputs,
                     true,
-                    0.0,
-                    &mut next,
+                    (&mut self.delta_next, 0..rows * l.inputs),
                     l.inputs,
                 )?;
                 // Hidden layers are ReLU (Network::new and its check).
-                gpu.relu_backward(rows * l.inputs, &mut next, &input)?;
+                d.relu_backward((&mut self.delta_next, 0..rows * l.inputs), input)?;
                 std::mem::swap(&mut self.delta, &mut self.delta_next);
             }
         }
         self.steps = self.steps.saturating_add(1);
         let (lr_t, eps_t) =
             adam_step_constants(self.learning_rate, BETA1, BETA2, EPSILON, self.steps);
-        let n_params = self.params.len();
-        gpu.adam_update(
-            n_params,
-            &mut self.params.as_view_mut(),
-            &self.grads.as_view(),
-            &mut self.m.as_view_mut(),
-            &mut self.v.as_view_mut(),
+        d.adam_update(
+            &mut self.params,
+            &self.grads,
+            &mut self.m,
+            &mut self.v,
             BETA1,
             BETA2,
             lr_t,

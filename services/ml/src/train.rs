@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use hearth_kernels::cuda::Gpu;
+use hearth_kernels::device::{Device, Reference};
 
 use crate::Rng;
 use crate::cpu::{Adam, Loss, Pool, f32_of};
@@ -216,6 +217,9 @@ pub enum Compute {
     Cpu,
     /// One GPU, with the kernels compiled for it (hold its lease for as long as training runs).
     Cuda(Arc<Gpu>),
+    /// The GPU backend's code with the kernels' CPU references in place of the GPU: slow; it
+    /// checks that code (and shows what a GPU run would do) on machines without one.
+    Reference,
 }
 
 impl Compute {
@@ -223,9 +227,17 @@ impl Compute {
     pub fn describe(&self) -> String {
         match self {
             Compute::Cpu => "cpu".into(),
-            Compute::Cuda(gpu) => format!("cuda:{} {} ({})", gpu.ordinal(), gpu.name(), gpu.arch()),
+            Compute::Cuda(gpu) => gpu.describe(),
+            Compute::Reference => Reference.describe(),
         }
     }
+}
+
+/// Where the minibatch steps of one run happen.
+enum Engine {
+    Cpu,
+    Cuda(Box<CudaTrainer<Gpu>>),
+    Reference(Box<CudaTrainer<Reference>>),
 }
 
 fn device_error(e: hearth_kernels::cuda::CudaError) -> TrainError {
@@ -467,11 +479,11 @@ pub fn train_on(
     let mut step_seconds = 0.0;
 
     let pool = Pool::new(threads);
-    let mut device = match compute {
-        Compute::Cpu => None,
-        Compute::Cuda(gpu) => Some(
+    let mut engine = match compute {
+        Compute::Cpu => Engine::Cpu,
+        Compute::Cuda(gpu) => Engine::Cuda(Box::new(
             CudaTrainer::new(
-                gpu.clone(),
+                Gpu::clone(gpu),
                 &network,
                 batch,
                 &x_all,
@@ -480,7 +492,19 @@ pub fn train_on(
                 spec.learning_rate,
             )
             .map_err(device_error)?,
-        ),
+        )),
+        Compute::Reference => Engine::Reference(Box::new(
+            CudaTrainer::new(
+                Reference,
+                &network,
+                batch,
+                &x_all,
+                &y,
+                n_train,
+                spec.learning_rate,
+            )
+            .map_err(device_error)?,
+        )),
     };
 
     for epoch in 1..=spec.epochs {
@@ -488,10 +512,10 @@ pub fn train_on(
             let t = Instant::now();
             shuffle.shuffle(&mut order);
             let mut total = 0.0;
-            if let Some(device) = device.as_mut() {
-                total = device
-                    .epoch(&order, &mut network.params)
-                    .map_err(device_error)?;
+            if let Engine::Cuda(t) = &mut engine {
+                total = t.epoch(&order, &mut network.params).map_err(device_error)?;
+            } else if let Engine::Reference(t) = &mut engine {
+                total = t.epoch(&order, &mut network.params).map_err(device_error)?;
             } else {
                 for rows in order.chunks(batch) {
                     let input = ws.input_mut();
