@@ -6,6 +6,10 @@
 //! [`NVRTC_OPTIONS`]); and [`reference`], a CPU implementation of every entry point with exactly
 //! the same semantics, against which the GPU tests compare each kernel.
 //!
+//! [`cuda`] is the launcher (NVRTC compile per device, bounds-checked typed launches);
+//! [`device`] puts the kernels behind one trait with two implementations, a real GPU and the
+//! references, so code that drives the kernels is testable on any machine.
+//!
 //! What it is not for: choosing a backend or training (hearth-ml), GPU inventory (hearth-gpu).
 //!
 //! Invariants:
