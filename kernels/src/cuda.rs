@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
-    DeviceRepr, DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    DeviceRepr, DriverError, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::{CompileError, CompileOptions};
 
@@ -293,7 +293,7 @@ impl Gpu {
         // SAFETY: argument types match gather_rows(int, int, const u32*, const u32*, u32*), and
         // every T: Word is a 32-bit word; dst holds rows*cols words (checked above); src is read
         // at idx[i]*cols + c, in bounds by this function's contract.
-        unsafe { b.launch(elementwise(total)) }.map_err(driver("gather_rows launch"))?;
+        unsafe { b.launch(launch::elementwise(total)) }.map_err(driver("gather_rows launch"))?;
         Ok(())
     }
 
@@ -333,11 +333,7 @@ impl Gpu {
         l.arg(a).arg(&ldai).arg(&ta);
         l.arg(b).arg(&ldbi).arg(&tb);
         l.arg(&beta).arg(c).arg(&ldci);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(n, 64)?, blocks(m, 64)?, 1),
-            block_dim: (16, 16, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch::gemm(m, n)?;
         // SAFETY: argument order and types match gemm_f32 in gemm.cu; a, b and c hold every
         // element the kernel reads or writes for these shapes and leading dimensions (checked
         // by `matrix` above).
@@ -366,7 +362,7 @@ impl Gpu {
         l.arg(&r).arg(&c).arg(z).arg(bias).arg(&act);
         // SAFETY: types match bias_act_forward(int, int, float*, const float*, int); z holds
         // rows*cols and bias cols floats (checked above).
-        unsafe { l.launch(elementwise(rows * cols)) }.map_err(driver("bias_act launch"))?;
+        unsafe { l.launch(launch::elementwise(rows * cols)) }.map_err(driver("bias_act launch"))?;
         Ok(())
     }
 
@@ -388,7 +384,7 @@ impl Gpu {
         let mut l = self.stream.launch_builder(f);
         l.arg(&nl).arg(grad).arg(act);
         // SAFETY: types match relu_backward(long, float*, const float*); both hold n floats.
-        unsafe { l.launch(elementwise(n)) }.map_err(driver("relu_backward launch"))?;
+        unsafe { l.launch(launch::elementwise(n)) }.map_err(driver("relu_backward launch"))?;
         Ok(())
     }
 
@@ -410,11 +406,7 @@ impl Gpu {
         let f = self.function(K)?;
         let mut l = self.stream.launch_builder(f);
         l.arg(&r).arg(&c).arg(grad).arg(out);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks(cols, 32)?, 1, 1),
-            block_dim: (32, 8, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch::column_sums(cols)?;
         // SAFETY: types match column_sums(int, int, const float*, float*); sizes checked.
         unsafe { l.launch(cfg) }.map_err(driver("column_sums launch"))?;
         Ok(())
@@ -448,7 +440,7 @@ impl Gpu {
         l.arg(&ni).arg(logits).arg(targets).arg(&scale);
         l.arg(prob).arg(grad).arg(loss_partial);
         // SAFETY: types match sigmoid_bce in loss.cu; n elements each, LOSS_BLOCKS partials.
-        unsafe { l.launch(reduction()) }.map_err(driver("sigmoid_bce launch"))?;
+        unsafe { l.launch(launch::reduction()) }.map_err(driver("sigmoid_bce launch"))?;
         Ok(())
     }
 
@@ -485,7 +477,7 @@ impl Gpu {
         l.arg(prob).arg(grad).arg(loss_partial);
         // SAFETY: types match softmax_ce in loss.cu; sizes checked; labels must lie in
         // 0..classes, which the callers guarantee by clamping on the host.
-        unsafe { l.launch(reduction()) }.map_err(driver("softmax_ce launch"))?;
+        unsafe { l.launch(launch::reduction()) }.map_err(driver("softmax_ce launch"))?;
         Ok(())
     }
 
@@ -510,7 +502,7 @@ impl Gpu {
         l.arg(&ni).arg(pred).arg(targets).arg(&scale);
         l.arg(grad).arg(loss_partial);
         // SAFETY: types match mse in loss.cu; sizes checked.
-        unsafe { l.launch(reduction()) }.map_err(driver("mse launch"))?;
+        unsafe { l.launch(launch::reduction()) }.map_err(driver("mse launch"))?;
         Ok(())
     }
 
@@ -547,7 +539,7 @@ impl Gpu {
         l.arg(&nl).arg(param).arg(grad).arg(m).arg(v);
         l.arg(&b1).arg(&b2).arg(&lr_t).arg(&eps_t);
         // SAFETY: types match adam_update in optim.cu; all four buffers hold n floats.
-        unsafe { l.launch(elementwise(n)) }.map_err(driver("adam_update launch"))?;
+        unsafe { l.launch(launch::elementwise(n)) }.map_err(driver("adam_update launch"))?;
         Ok(())
     }
 
@@ -566,7 +558,7 @@ impl Gpu {
         let mut l = self.stream.launch_builder(f);
         l.arg(&nl).arg(x).arg(out);
         // SAFETY: types match reduce_sum(long, const float*, float*); sizes checked.
-        unsafe { l.launch(reduction()) }.map_err(driver("reduce_sum launch"))?;
+        unsafe { l.launch(launch::reduction()) }.map_err(driver("reduce_sum launch"))?;
         Ok(())
     }
 }
@@ -652,29 +644,57 @@ fn long(kernel: &'static str, v: usize) -> Result<i64, CudaError> {
     })
 }
 
-fn blocks(n: usize, per_block: usize) -> Result<u32, CudaError> {
-    u32::try_from(n.div_ceil(per_block)).map_err(|_| CudaError::Shape {
-        kernel: "launch",
-        what: format!("{n} elements need too many blocks"),
-    })
-}
+/// The launch shape of each kernel, as the `.cu` files require it (also used by the CPU
+/// emulator in `kernels/emu`, so both run the same grids).
+pub mod launch {
+    use super::{CudaError, ELEMENTWISE_BLOCK, LOSS_GRID, MAX_GRID, REDUCTION_BLOCK};
+    use cudarc::driver::LaunchConfig;
 
-fn elementwise(n: usize) -> LaunchConfig {
-    let grid = u32::try_from(n.div_ceil(ELEMENTWISE_BLOCK as usize))
-        .unwrap_or(MAX_GRID)
-        .clamp(1, MAX_GRID);
-    LaunchConfig {
-        grid_dim: (grid, 1, 1),
-        block_dim: (ELEMENTWISE_BLOCK, 1, 1),
-        shared_mem_bytes: 0,
+    fn blocks(n: usize, per_block: usize) -> Result<u32, CudaError> {
+        u32::try_from(n.div_ceil(per_block)).map_err(|_| CudaError::Shape {
+            kernel: "launch",
+            what: format!("{n} elements need too many blocks"),
+        })
     }
-}
 
-fn reduction() -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (LOSS_GRID, 1, 1),
-        block_dim: (REDUCTION_BLOCK, 1, 1),
-        shared_mem_bytes: 0,
+    /// `gemm_f32`: one 16 × 16 block per 64 × 64 tile of C.
+    pub fn gemm(m: usize, n: usize) -> Result<LaunchConfig, CudaError> {
+        Ok(LaunchConfig {
+            grid_dim: (blocks(n, 64)?, blocks(m, 64)?, 1),
+            block_dim: (16, 16, 1),
+            shared_mem_bytes: 0,
+        })
+    }
+
+    /// `column_sums`: a 32 × 8 block per 32 columns.
+    pub fn column_sums(cols: usize) -> Result<LaunchConfig, CudaError> {
+        Ok(LaunchConfig {
+            grid_dim: (blocks(cols, 32)?, 1, 1),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        })
+    }
+
+    /// Grid-stride element-wise kernels.
+    pub fn elementwise(n: usize) -> LaunchConfig {
+        let grid = u32::try_from(n.div_ceil(ELEMENTWISE_BLOCK as usize))
+            .unwrap_or(MAX_GRID)
+            .clamp(1, MAX_GRID);
+        LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (ELEMENTWISE_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Losses and reductions: `LOSS_BLOCKS` blocks of `REDUCTION_BLOCK` threads, one partial
+    /// sum each.
+    pub fn reduction() -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (LOSS_GRID, 1, 1),
+            block_dim: (REDUCTION_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        }
     }
 }
 
