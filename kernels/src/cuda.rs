@@ -657,10 +657,10 @@ pub mod launch {
         })
     }
 
-    /// `gemm_f32`: one 16 × 16 block per 64 × 64 tile of C.
+    /// `gemm_f32`: one 16 × 16 block per 128 × 128 tile of C.
     pub fn gemm(m: usize, n: usize) -> Result<LaunchConfig, CudaError> {
         Ok(LaunchConfig {
-            grid_dim: (blocks(n, 64)?, blocks(m, 64)?, 1),
+            grid_dim: (blocks(n, 128)?, blocks(m, 128)?, 1),
             block_dim: (16, 16, 1),
             shared_mem_bytes: 0,
         })
