@@ -156,9 +156,9 @@ fn main() {
         seed: 7,
         ..TrainSpec::default()
     };
-    let mut epoch_seconds = Vec::new();
+    let mut epoch_rates = Vec::new();
     let t = train_on(&frame, &spec, &Compute::Cuda(gpu.clone()), &mut |p| {
-        epoch_seconds.push(p.rows_per_sec);
+        epoch_rates.push(p.rows_per_sec);
         ControlFlow::Continue(())
     })
     .unwrap();
@@ -167,7 +167,7 @@ fn main() {
         _ => f64::NAN,
     };
     let train_rows = t.report.rows.train as f64;
-    let epoch_s: Vec<f64> = epoch_seconds.iter().map(|r| train_rows / r).collect();
+    let epoch_s: Vec<f64> = epoch_rates.iter().map(|r| train_rows / r).collect();
     println!(
         "training MLP 30-256-256-1 on {}: {:.0} rows/s, epochs {:?} s, ROC-AUC {auc:.4}",
         t.report.backend,
