@@ -1,6 +1,6 @@
-//! `hearth datasets …`: upload a CSV file as a dataset version, list and inspect datasets (schema,
-//! quality, personal data), pseudonymize columns into a new version. Talks to a running
-//! appliance through [`crate::api`].
+//! `hearth datasets …`: upload a CSV or Parquet file as a dataset version, list and inspect
+//! datasets (schema, quality, personal data), pseudonymize columns into a new version. Talks to a
+//! running appliance through [`crate::api`].
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -31,9 +31,11 @@ pub struct DatasetsArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DatasetsCommand {
-    /// Upload a CSV file (streamed, any size) as a new dataset, or a new version of one.
+    /// Upload a CSV or Parquet file (streamed, any size) as a new dataset, or a new version of
+    /// one.
     Upload {
-        /// The CSV file, with a header line.
+        /// The CSV file (with a header line) or Parquet file (told apart by its first bytes, not
+        /// its name).
         file: PathBuf,
         /// Dataset name, 1-64 of `a-z 0-9 . _ -` [default: the file's name without its
         /// extension, lowercased, other characters replaced by `-`].
@@ -92,7 +94,10 @@ pub async fn run(args: DatasetsArgs) -> Result<()> {
         let meta =
             std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
         if meta.is_dir() {
-            anyhow::bail!("{} is a directory, not a CSV file", file.display());
+            anyhow::bail!(
+                "{} is a directory, not a CSV or Parquet file",
+                file.display()
+            );
         }
     }
     if let DatasetsCommand::Show { name, .. } | DatasetsCommand::Pseudonymize { name, .. } =
@@ -225,8 +230,9 @@ async fn upload(client: &Client, file: &Path, name: &str, json: bool) -> Result<
     };
     bar.set_message(format!("uploading {name}"));
     let progress = bar.clone();
+    let content_type = content_type(file);
     let result = client
-        .upload::<Value>(&path, file, "text/csv", move |sent| {
+        .upload::<Value>(&path, file, content_type, move |sent| {
             progress.set_position(sent)
         })
         .await;
@@ -238,6 +244,23 @@ async fn upload(client: &Client, file: &Path, name: &str, json: bool) -> Result<
     }
     print!("{}", version_summary(&version, name));
     Ok(())
+}
+
+/// The upload's `Content-Type`, by the file's first bytes: Parquet files start with `PAR1`.
+/// Only a label: the appliance looks at the bytes itself. A pipe is not read ahead (that would
+/// take its bytes), and labelled CSV.
+pub fn content_type(file: &Path) -> &'static str {
+    let mut head = [0u8; 4];
+    let parquet = std::fs::metadata(file).is_ok_and(|m| m.is_file())
+        && std::fs::File::open(file)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok()
+        && &head == b"PAR1";
+    if parquet {
+        "application/vnd.apache.parquet"
+    } else {
+        "text/csv"
+    }
 }
 
 /// `name@version: rows, columns, size`, the digest and the columns table.

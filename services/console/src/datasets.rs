@@ -22,6 +22,7 @@ impl From<DatasetError> for ServiceError {
             | DatasetError::NoColumn { .. } => ServiceError::not_found(message),
             DatasetError::InvalidName { .. }
             | DatasetError::Csv(_)
+            | DatasetError::Parquet(_)
             | DatasetError::HeaderMismatch { .. }
             | DatasetError::SchemaMismatch { .. }
             | DatasetError::NoColumnsNamed => ServiceError::unprocessable(message),
@@ -68,7 +69,8 @@ pub fn resolve_version(app: &App, name: &str, version: Option<u64>) -> Result<u6
     ))
 }
 
-/// Streams an upload into a new version of `name` (created on first upload).
+/// Streams an upload, CSV or Parquet (told apart by its first bytes), into a new version of
+/// `name` (created on first upload).
 pub fn upload(
     app: &App,
     actor: &Actor,
@@ -78,7 +80,7 @@ pub fn upload(
     dataset::validate_name(name).map_err(ServiceError::from)?;
     app.audited(actor, "datasets.upload", &format!("dataset:{name}"), || {
         let mut last = 0u64;
-        let v = dataset::ingest_csv(&app.store, name, reader, &mut |bytes| {
+        let v = dataset::ingest(&app.store, name, reader, &mut |bytes| {
             if bytes >= last + (256 << 20) {
                 last = bytes;
                 tracing::info!(component = "datasets", dataset = name, bytes, "uploading");

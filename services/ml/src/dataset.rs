@@ -1,5 +1,9 @@
-//! Datasets: operators' tables, uploaded as CSV and kept as encrypted blobs in the store, with
-//! numbered versions, an inferred schema and lineage.
+//! Datasets: operators' tables, uploaded as CSV or Parquet and kept as encrypted blobs in the
+//! store, with numbered versions, an inferred schema and lineage.
+//!
+//! [`ingest`] tells the formats apart by their first bytes: a file that starts with `PAR1` is
+//! Parquet ([`ingest_parquet`], see [`parquet`] for what it reads and how it is bounded), any
+//! other is CSV ([`ingest_csv`]). The rest of this page is about CSV.
 //!
 //! An upload is read once: its bytes go to an encrypted blob ([`Store::blob_writer`]) while they
 //! are hashed (SHA-256, the content digest recorded for lineage) and parsed, which infers the
@@ -37,6 +41,11 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{Column, ColumnData, ColumnKind, Frame};
+
+#[path = "parquet.rs"]
+pub mod parquet;
+
+pub use self::parquet::ParquetError;
 
 /// Most columns a file may have.
 pub const MAX_COLUMNS: usize = 1024;
@@ -123,6 +132,10 @@ pub enum DatasetError {
     #[error(transparent)]
     Csv(#[from] CsvError),
 
+    /// The upload is not an acceptable Parquet file; nothing was stored.
+    #[error("the Parquet file is refused")]
+    Parquet(#[from] ParquetError),
+
     #[error("could not read the upload")]
     Read(#[source] io::Error),
 
@@ -189,6 +202,8 @@ pub struct CsvSummary {
 pub enum DataFormat {
     /// RFC 4180 CSV, UTF-8, comma-separated, with a header line.
     Csv,
+    /// Apache Parquet, flat (one value per column and row), as [`parquet`] reads it.
+    Parquet,
 }
 
 /// One version of a dataset.
@@ -978,6 +993,7 @@ pub(crate) struct Uploaded {
     sha256: String,
     rows: u64,
     schema: Vec<ColumnSchema>,
+    format: DataFormat,
 }
 
 impl Uploaded {
@@ -1021,6 +1037,7 @@ impl<'s> Upload<'s> {
             sha256: hex::encode(self.digest.finish().as_ref()),
             rows,
             schema: inference.schema(),
+            format: DataFormat::Csv,
         })
     }
 }
@@ -1089,7 +1106,7 @@ pub(crate) fn commit_version(
         let v = DatasetVersion {
             dataset: name.to_owned(),
             version,
-            format: DataFormat::Csv,
+            format: uploaded.format,
             blob,
             bytes: uploaded.bytes,
             sha256: uploaded.sha256,
@@ -1211,9 +1228,23 @@ pub fn get_version(
         })
 }
 
+/// Streams a version as CSV through `f`: a CSV version's file as stored (authenticated chunk by
+/// chunk, its size and SHA-256 checked at the end), a Parquet version's table rendered as CSV
+/// (see [`render_csv`]; the table is read into memory first, as [`load_frame`] reads it).
+pub(crate) fn read_version(
+    store: &Store,
+    v: &DatasetVersion,
+    f: impl FnMut(&[u8]) -> Result<(), DatasetError>,
+) -> Result<(), DatasetError> {
+    match v.format {
+        DataFormat::Csv => read_blob(store, v, f),
+        DataFormat::Parquet => render_csv(&load_parquet(store, v)?, f),
+    }
+}
+
 /// Streams a version's file (authenticated chunk by chunk) through `f`, and checks at the end
 /// that it has the recorded size and SHA-256.
-pub(crate) fn read_version(
+fn read_blob(
     store: &Store,
     v: &DatasetVersion,
     mut f: impl FnMut(&[u8]) -> Result<(), DatasetError>,
@@ -1242,9 +1273,13 @@ pub(crate) fn read_version(
 }
 
 /// Reads a version into a [`Frame`], streaming its blob and parsing it by the stored schema.
-/// The whole table ends up in memory: check [`DatasetVersion::bytes`] first.
+/// The whole table ends up in memory: check [`DatasetVersion::bytes`] first (for Parquet, which
+/// compresses, rows × columns; its file is read into memory too, then decoded).
 pub fn load_frame(store: &Store, name: &str, version: VersionSel) -> Result<Frame, DatasetError> {
     let v = get_version(store, name, version)?;
+    if v.format == DataFormat::Parquet {
+        return load_parquet(store, &v);
+    }
     let rows = usize::try_from(v.rows).unwrap_or(0);
     let mut parser = CsvParser::new(FrameBuilder::new(&v.schema, rows));
     read_version(store, &v, |chunk| parser.feed(chunk))?;
@@ -1257,6 +1292,140 @@ pub fn load_frame(store: &Store, name: &str, version: VersionSel) -> Result<Fram
         });
     }
     builder.frame()
+}
+
+/// Reads a Parquet version into a [`Frame`]: its file into memory (the size the record gives,
+/// checked with its SHA-256), then decoded by the stored schema.
+fn load_parquet(store: &Store, v: &DatasetVersion) -> Result<Frame, DatasetError> {
+    let capacity = usize::try_from(v.bytes).unwrap_or(0).min(1 << 30);
+    let mut file = Vec::with_capacity(capacity);
+    read_blob(store, v, |chunk| {
+        file.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    let footer = parquet::footer(&file)?;
+    if footer.rows() != v.rows {
+        return Err(DatasetError::Corrupt {
+            name: v.dataset.clone(),
+            version: v.version,
+            what: format!(
+                "{} rows in the file; the record says {}",
+                footer.rows(),
+                v.rows
+            ),
+        });
+    }
+    parquet::frame_from(&footer, file.as_slice(), &v.schema)
+}
+
+/// A number as CSV text that [`parse_number`] reads back to the same `f64`: the shortest
+/// round-trip form, with an exponent from 10^15 up (longer digit runs would read as text).
+fn csv_number(x: f64) -> String {
+    if x.abs() >= 1e15 {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (H. Hinnant's civil-from-days).
+fn csv_timestamp(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Appends one CSV field, quoted when it must be (RFC 4180).
+fn csv_field(out: &mut Vec<u8>, field: &str) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.push(b'"');
+        for b in field.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field.as_bytes());
+    }
+}
+
+/// Renders `frame` as CSV through `f`, in chunks of about [`READ_CHUNK`] bytes: a header line,
+/// then one line per row; a missing value is an empty field; numbers, `true`/`false` and
+/// timestamps as [`parse_number`], [`parse_bool`] and [`parse_timestamp`] read them back.
+fn render_csv(
+    frame: &Frame,
+    mut f: impl FnMut(&[u8]) -> Result<(), DatasetError>,
+) -> Result<(), DatasetError> {
+    let columns = frame.columns();
+    let mut out = Vec::with_capacity(READ_CHUNK + (64 << 10));
+    let line = |out: &mut Vec<u8>, fields: &mut dyn Iterator<Item = String>| {
+        let mut empty_only = true;
+        for (i, v) in fields.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            empty_only &= v.is_empty();
+            csv_field(out, &v);
+        }
+        if empty_only && columns.len() == 1 {
+            // A lone empty field would be an empty line, which CSV readers skip.
+            out.extend_from_slice(b"\"\"");
+        }
+        out.push(b'\n');
+    };
+    line(&mut out, &mut columns.iter().map(|c| c.name.clone()));
+    for row in 0..frame.rows() {
+        line(
+            &mut out,
+            &mut columns.iter().map(|c| match &c.data {
+                ColumnData::Numeric(v) => v
+                    .get(row)
+                    .filter(|x| !x.is_nan())
+                    .map(|x| csv_number(*x))
+                    .unwrap_or_default(),
+                ColumnData::Boolean(v) => v
+                    .get(row)
+                    .copied()
+                    .flatten()
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
+                ColumnData::Text(v) => v.get(row).cloned().flatten().unwrap_or_default(),
+                ColumnData::Timestamp(v) => v
+                    .get(row)
+                    .copied()
+                    .flatten()
+                    .map(csv_timestamp)
+                    .unwrap_or_default(),
+            }),
+        );
+        if out.len() >= READ_CHUNK {
+            f(&out)?;
+            out.clear();
+        }
+    }
+    if !out.is_empty() {
+        f(&out)?;
+    }
+    Ok(())
 }
 
 /// Crypto-erases one version: its blob's key is destroyed, then its record removed. Other
@@ -1296,6 +1465,109 @@ pub fn erase_dataset(store: &Store, name: &str) -> Result<Vec<u32>, DatasetError
         .map_err(DatasetError::Store)?;
     tracing::info!(component = "ml", dataset = %name, versions = versions.len(), "dataset erased");
     Ok(versions.into_iter().map(|v| v.version).collect())
+}
+
+/// Uploads a CSV or Parquet file as the next version of dataset `name`: Parquet if it starts
+/// with `PAR1` ([`ingest_parquet`]), else CSV ([`ingest_csv`]). A CSV file whose first bytes
+/// happen to be `PAR1` is taken for Parquet and refused.
+pub fn ingest(
+    store: &Store,
+    name: &str,
+    mut reader: impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DatasetVersion, DatasetError> {
+    validate_name(name)?;
+    let mut head = [0u8; 4];
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(head.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DatasetError::Read(e)),
+        }
+    }
+    let head = head.get(..filled).unwrap_or_default();
+    let whole = head.chain(reader);
+    if head == parquet::MAGIC {
+        ingest_parquet(store, name, whole, progress)
+    } else {
+        ingest_csv(store, name, whole, progress)
+    }
+}
+
+/// Uploads a Parquet file as the next version of dataset `name` (created on its first upload).
+///
+/// One pass over `reader`: the bytes are encrypted into a new blob and hashed, and only the
+/// tail of the stream is kept (the footer, at most [`parquet::MAX_METADATA_BYTES`]); then the
+/// footer is checked against the file and the stored blob is decoded in one sequential pass
+/// (memory bounded by a page, [`parquet::MAX_PAGE_BYTES`]), which counts missing values and
+/// settles string columns as categorical or text. `progress` is called after each chunk with
+/// the bytes read so far. A file that fails a check (see [`ParquetError`]), or a reader that
+/// fails, leaves no blob and no version.
+pub fn ingest_parquet(
+    store: &Store,
+    name: &str,
+    mut reader: impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DatasetVersion, DatasetError> {
+    validate_name(name)?;
+    let mut blob = store.blob_writer().map_err(DatasetError::Blob)?;
+    let mut digest = digest::Context::new(&digest::SHA256);
+    let mut tail = parquet::Tail::default();
+    let mut bytes = 0u64;
+    for_each_chunk(&mut reader, |chunk| {
+        if bytes == 0 && !chunk.starts_with(parquet::MAGIC) {
+            return Err(ParquetError::BadMagic.into());
+        }
+        tail.push(chunk);
+        digest.update(chunk);
+        blob.write_all(chunk)
+            .map_err(|e| DatasetError::Blob(blob.write_error(e)))?;
+        bytes += chunk.len() as u64;
+        progress(bytes);
+        Ok(())
+    })?;
+    let footer = parquet::Footer::parse(tail.head(), &tail.footer(), bytes)?;
+    drop(tail);
+    let info = blob.finish().map_err(DatasetError::Blob)?;
+    let decoded = store
+        .open_blob(info.id)
+        .map_err(DatasetError::Blob)
+        .and_then(|file| {
+            let mut inference = parquet::Inference::new(&footer);
+            parquet::decode(&footer, file, &mut inference)?;
+            Ok(inference.schema(&footer))
+        });
+    let schema = match decoded {
+        Ok(schema) => schema,
+        Err(e) => {
+            if let Err(erase) = store.erase_blob(info.id) {
+                tracing::warn!(component = "ml", blob = %info.id, error = %erase, "could not erase the blob of a refused upload");
+            }
+            return Err(e);
+        }
+    };
+    let uploaded = Uploaded {
+        blob: info.id,
+        bytes,
+        sha256: hex::encode(digest.finish().as_ref()),
+        rows: footer.rows(),
+        schema,
+        format: DataFormat::Parquet,
+    };
+    let v = commit_version(store, name, uploaded, Lineage::default())?;
+    tracing::info!(
+        component = "ml",
+        dataset = %v.dataset,
+        version = v.version,
+        rows = v.rows,
+        bytes = v.bytes,
+        columns = v.schema.len(),
+        format = "parquet",
+        "dataset version stored"
+    );
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -572,3 +572,63 @@ fn connection_problems_have_their_own_exit_codes() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_parquet_file_uploads_like_a_csv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = Swtpm::start().unwrap();
+    let daemon = start_hearthd(&sw, dir.path());
+    let token = claim_and_token(&daemon);
+    let parquet = include_bytes!("../../../ml/tests/fixtures/people.parquet");
+
+    // Named `.dat`: the bytes say Parquet, not the name.
+    let file = dir.path().join("people.dat");
+    std::fs::write(&file, parquet).unwrap();
+    let out = ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["datasets", "upload", file.to_str().unwrap()],
+        ),
+        "upload parquet",
+    );
+    assert!(out.starts_with("people@1: 300 rows, 9 columns"), "{out}");
+    assert!(
+        out.contains(&format!("sha256 {}", sha256_hex(parquet))),
+        "{out}"
+    );
+    assert!(out.contains("categorical"), "{out}");
+    assert!(out.contains("timestamp"), "{out}");
+    let out = ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["datasets", "show", "people", "--quality", "--pii"],
+        ),
+        "show parquet",
+    );
+    assert!(out.contains("people@1: 300 rows, 9 columns"), "{out}");
+
+    // A truncated copy is refused with the reason, and stores nothing.
+    let cut = dir.path().join("cut.parquet");
+    std::fs::write(&cut, &parquet[..parquet.len() / 2]).unwrap();
+    let out = hearth(
+        &daemon,
+        &token,
+        &[
+            "datasets",
+            "upload",
+            cut.to_str().unwrap(),
+            "--name",
+            "people",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("PAR1"), "{}", stderr(&out));
+    let out = ok(
+        &hearth(&daemon, &token, &["datasets", "show", "people", "--json"]),
+        "show after refusal",
+    );
+    let dataset: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dataset["versions"].as_array().unwrap().len(), 1, "{out}");
+}

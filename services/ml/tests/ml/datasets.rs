@@ -16,6 +16,9 @@ use hearth_ml::{Column, ColumnData, ColumnKind, Frame, Rng};
 use hearth_store::{BlobError, KeySource, Store, StoreOptions};
 use tempfile::TempDir;
 
+#[path = "parquet.rs"]
+mod parquet;
+
 /// Tests that allocate a lot take this, so the memory test measures only itself.
 static HEAVY: Mutex<()> = Mutex::new(());
 
