@@ -4,7 +4,9 @@
 //! inferring their schema, reporting their quality and personal data, pseudonymizing them
 //! ([`dataset`], [`quality`], [`pii`]); generating synthetic tables for tests and benchmarks
 //! ([`synth`]); and training, evaluating and applying models — logistic regression and MLPs with
-//! Adam — on the CPU backend ([`prep`], [`model`], [`cpu`], [`metrics`], [`train`]).
+//! Adam — on the CPU backend ([`prep`], [`model`], [`cpu`], [`metrics`], [`train`]); the model
+//! registry with lineage and stages ([`registry`]), signed model cards and export bundles
+//! ([`card`]), and validated, batched serving ([`serve`]).
 //!
 //! What it is not for: storage and encryption (`hearth-store`), HTTP (`hearth-console`), GPUs
 //! (`hearth-gpu` and `kernels/`).
@@ -13,6 +15,7 @@
 //! - Training is deterministic given a seed and the data.
 //! - Nothing reads a whole upload into memory before it is validated; every parser is bounded.
 
+pub mod card;
 pub mod cpu;
 pub mod dataset;
 pub mod frame;
@@ -21,7 +24,9 @@ pub mod model;
 pub mod pii;
 pub mod prep;
 pub mod quality;
+pub mod registry;
 pub mod rng;
+pub mod serve;
 pub mod synth;
 pub mod train;
 

@@ -2,4 +2,5 @@
 //! scikit-learn, determinism, every task, fairness, serialization, errors).
 
 mod datasets;
+mod registry;
 mod train;
