@@ -38,6 +38,9 @@ pub struct Config {
     pub console: ConsoleSection,
     pub attestation: AttestationSection,
     pub log: LogSection,
+    /// What may leave the appliance: signed model bundles (default yes, admins only) and raw
+    /// dataset versions (default no; pseudonymized ones only, admins only).
+    pub egress: hearth_console::models::EgressPolicy,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             console: ConsoleSection::default(),
             attestation: AttestationSection::default(),
             log: LogSection::default(),
+            egress: hearth_console::models::EgressPolicy::default(),
         }
     }
 }

@@ -157,6 +157,7 @@ pub async fn run(
         runtime_log: config.attestation.runtime_log.clone(),
         audit_path: config.data_dir.join("audit.jsonl"),
         profile: config.profile.as_str().to_owned(),
+        egress: config.egress.clone(),
     };
     let app = App::new(console, Arc::clone(&store), tpm, tls.identity.clone())
         .map_err(|e| anyhow::anyhow!(e))?;

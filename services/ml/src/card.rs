@@ -120,10 +120,16 @@ pub fn model_card(v: &ModelVersion) -> String {
             })
         })
         .collect();
-    let architecture = match v.report.get("model") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "unknown".into(),
+    let architecture = match v.report.pointer("/model/kind").and_then(|k| k.as_str()) {
+        Some("log_reg") => "logistic regression".to_owned(),
+        Some("mlp") => format!(
+            "multilayer perceptron (hidden {})",
+            v.report
+                .pointer("/model/hidden")
+                .map_or_else(String::new, ToString::to_string)
+        ),
+        Some(other) => other.to_owned(),
+        None => "unknown".to_owned(),
     };
     let fairness = v.report.get("fairness").filter(|f| !f.is_null()).map(|f| {
         vec![json!({

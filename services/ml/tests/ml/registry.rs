@@ -138,8 +138,8 @@ fn versions_move_through_stages_and_retiring_erases_the_weights() {
         Err(RegistryError::Stage { .. })
     ));
     // The blob's key is gone: reading it directly fails too.
-    assert!(store.read_blob(r.blob_id().unwrap()).is_err());
-    assert!(registry::retire(&store, "patients-risk", 1, "root").is_err());
+    store.read_blob(r.blob_id().unwrap()).unwrap_err();
+    registry::retire(&store, "patients-risk", 1, "root").unwrap_err();
     // The other version is untouched.
     let v2 = registry::get(&store, "patients-risk", 2).unwrap();
     assert_eq!(registry::load(&store, &v2).unwrap(), t.model);
@@ -186,8 +186,8 @@ fn bundles_verify_offline_and_fail_after_any_byte_changes() {
     }
     let mut longer = bundle.clone();
     longer.push(b'\n');
-    assert!(verify_bundle(&longer, None).is_err());
-    assert!(verify_bundle(&bundle[..bundle.len() - 1], None).is_err());
+    verify_bundle(&longer, None).unwrap_err();
+    verify_bundle(&bundle[..bundle.len() - 1], None).unwrap_err();
 
     // Re-signed by another key, the bundle is internally consistent, but the card's signature
     // (by the appliance) no longer matches.
