@@ -845,7 +845,83 @@ pub async fn page_list(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    fn served(seed: u64, version: u32) -> Arc<Served> {
+        use hearth_ml::train::{ModelKind, TrainSpec, train};
+        let frame = hearth_ml::synth::patient_risk(300, seed);
+        let spec = TrainSpec {
+            target: hearth_ml::synth::PATIENT_TARGET.into(),
+            model: ModelKind::LogReg,
+            features: Some(vec!["age".into(), "smoker".into()]),
+            epochs: 2,
+            seed,
+            threads: 1,
+            ..TrainSpec::default()
+        };
+        let model = train(&frame, &spec, &mut |_| std::ops::ControlFlow::Continue(()))
+            .unwrap()
+            .model;
+        let inputs = serve::inputs(&model)
+            .into_iter()
+            .map(|(n, k)| (n.to_owned(), k))
+            .collect();
+        Arc::new(Served {
+            model,
+            name: "m".into(),
+            version,
+            inputs,
+        })
+    }
+
+    /// Requests waiting when the worker wakes run as one batch per version, and each gets the
+    /// predictions of its own rows by the version it was sent to.
+    #[test]
+    fn queued_requests_batch_per_version_and_get_their_own_answers() {
+        let (a, b) = (served(1, 1), served(2, 2));
+        let (tx, rx) = mpsc::sync_channel(64);
+        let mut waiting = Vec::new();
+        for i in 0..30usize {
+            // Versions in runs: 10 of a, 10 of b, 10 of a.
+            let s = if (10..20).contains(&i) { &b } else { &a };
+            #[allow(clippy::cast_precision_loss)]
+            let rows: Vec<Vec<Cell>> = (0..1 + i % 3)
+                .map(|j| {
+                    vec![
+                        Cell::Number(20.0 + (i * 3 + j) as f64),
+                        Cell::Bool(j % 2 == 0),
+                    ]
+                })
+                .collect();
+            let (reply, answer) = oneshot::channel();
+            tx.send(Work {
+                served: Arc::clone(s),
+                rows: rows.clone(),
+                reply,
+            })
+            .unwrap();
+            waiting.push((Arc::clone(s), rows, answer));
+        }
+        drop(tx);
+        let stats = Mutex::new(Stats::default());
+        worker(&rx, &stats);
+        let stats = stats.into_inner().unwrap();
+        assert_eq!(stats.batches, 3, "one batch per run of a version");
+        assert_eq!(stats.rows, (0..30u64).map(|i| 1 + i % 3).sum::<u64>());
+        for (s, rows, answer) in waiting {
+            let out = answer.blocking_recv().unwrap().unwrap();
+            assert_eq!(out.len(), rows.len());
+            let mut p = s.model.predictor();
+            for (row, pred) in rows.iter().zip(&out) {
+                let values: Vec<_> = row.iter().map(Cell::as_value).collect();
+                let alone = p.predict(&values).unwrap()[0];
+                let batched = pred.probabilities.as_ref().unwrap()[1];
+                assert!((alone - batched).abs() < 1e-6, "{alone} {batched}");
+            }
+        }
+    }
 
     #[test]
     fn quantiles_come_from_the_histogram() {
