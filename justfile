@@ -35,7 +35,7 @@ lint:
 
 # Benchmarks, each with its peer measured in the same run (docs/benchmarks.md).
 bench: setup (_apt "wrk")
-    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console && cargo bench -p hearth-ml --bench train
+    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console && cargo bench -p hearth-ml --bench train && cargo bench -p hearthd --bench serving
 
 # Compile every kernels/*.cu with NVRTC (from PyPI's nvidia-cuda-nvrtc wheel; no GPU needed).
 kernels-check:
