@@ -35,7 +35,7 @@ lint:
 
 # Benchmarks, each with its peer measured in the same run (docs/benchmarks.md).
 bench: setup (_apt "wrk")
-    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console && cargo bench -p hearth-ml --bench train
+    cargo bench -p hearth-cli --bench tpm && cargo bench -p hearth-eventlog --bench eventlog && cargo bench -p hearth-cli --bench verify && cargo bench -p hearth-store --bench store && cargo bench -p hearthd --bench console && cargo bench -p hearth-ml --bench train && cargo bench -p hearthd --bench serving
 
 # The GPU test group and the GPU benchmark, in one go (needs a GPU; see docs/gpu.md).
 gpu:

@@ -41,6 +41,7 @@ fn main() {
         runtime_log: None,
         tls_spki_sha256: None,
         audit_head: None,
+        model_signing_key_sha256: None,
         tpm: None,
     };
     let mut reference =

@@ -534,6 +534,26 @@ impl Client {
         self.json_call(Method::POST, path, Some(bytes)).await
     }
 
+    /// `POST path` with an empty body → the answer's bytes as they are (at most `limit`), for
+    /// downloads such as model bundles.
+    pub async fn post_bytes(&self, path: &str, limit: usize) -> Result<Vec<u8>, ApiError> {
+        let exchange = async {
+            let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
+            let answer = self
+                .send_with(Method::POST, path, None, body, "*/*", None)
+                .await?;
+            let answer = self.check_status(answer).await?;
+            self.read_body(answer, limit).await
+        };
+        match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::Timeout {
+                target: self.target.to_string(),
+                timeout: ANSWER_TIMEOUT,
+            }),
+        }
+    }
+
     /// `DELETE path`; the JSON answer, or `null` for 204.
     #[allow(dead_code)] // the client is complete; no verb deletes anything yet
     pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ApiError> {

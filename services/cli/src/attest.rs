@@ -163,6 +163,7 @@ pub async fn run(config: TpmConfig, cmd: AttestCommand) -> Result<()> {
                 runtime_log,
                 tls_spki_sha256: tls,
                 audit_head: audit,
+                model_signing_key_sha256: None,
                 tpm: Some(TpmDescription {
                     manufacturer: info.manufacturer.clone(),
                     vendor: info.vendor.clone(),

@@ -4,7 +4,8 @@
 //! Exit codes: 0 success, 1 error, 2 usage, 3 policy mismatch (the PCRs a secret was sealed to
 //! have changed), 4 TPM or appliance unreachable (or the TPM busy). `hearth verify` and `hearth
 //! audit verify`: 0 trusted (intact), 1 not trusted (broken), 2 unusable input. `hearth train`:
-//! 0 the job is done, 1 it failed or was cancelled, 130 stopped following with Ctrl-C.
+//! 0 the job is done, 1 it failed or was cancelled, 130 stopped following with Ctrl-C. `hearth
+//! models verify`: 0 trusted, 1 not trusted.
 
 mod api;
 mod attest;
@@ -13,6 +14,7 @@ mod datasets;
 mod eventlog;
 mod fetch;
 mod jobs;
+mod models;
 mod render;
 mod tpm;
 
@@ -72,6 +74,15 @@ enum Command {
     Train(jobs::TrainArgs),
     /// Training jobs on an appliance: list, show, cancel (needs --url and --token).
     Jobs(jobs::JobsArgs),
+    /// The model registry: list, show, approve, retire, export a signed bundle (needs --url and
+    /// --token); verify a bundle offline.
+    Models(models::ModelsArgs),
+    /// Deploy an approved model version to an endpoint (created, or switched without dropping
+    /// requests).
+    Deploy(models::DeployArgs),
+    /// Predict through an endpoint: JSON rows on stdin (`[...]` or `{"rows": [...]}`), with an
+    /// endpoint API key (--key or HEARTH_ENDPOINT_KEY).
+    Predict(models::PredictArgs),
 }
 
 /// Exit codes other tools can act on.
@@ -142,6 +153,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Datasets(args) => datasets::run(args).await.map(|()| 0),
         Command::Train(args) => jobs::train(args).await,
         Command::Jobs(args) => jobs::jobs(args).await,
+        Command::Models(args) => models::models(args).await,
+        Command::Deploy(args) => models::deploy(args).await,
+        Command::Predict(args) => models::predict(args).await,
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     ];
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(&gauges),
+        app.metrics.render(&gauges) + &app.endpoints.render_metrics(),
     )
         .into_response()
 }

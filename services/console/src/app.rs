@@ -41,6 +41,8 @@ pub struct ConsoleConfig {
     pub profile: String,
     /// Which backend training jobs may use.
     pub compute: hearth_gpu::Preference,
+    /// What may leave the appliance (model bundles, raw datasets).
+    pub egress: crate::models::EgressPolicy,
 }
 
 /// The running console: shared by every request.
@@ -60,6 +62,8 @@ pub struct App {
     pub token_cache: Mutex<std::collections::HashMap<String, (String, String, crate::UserRole)>>,
     /// Training jobs: queue, worker, live events.
     pub jobs: crate::jobs::Jobs,
+    /// Serving endpoints, their workers and API keys.
+    pub endpoints: crate::endpoints::Endpoints,
     audit: Mutex<Option<AuditLog>>,
     pcr_cache: tokio::sync::Mutex<Option<(Instant, PcrValues)>>,
 }
@@ -194,12 +198,14 @@ impl App {
             compute,
             token_cache: Mutex::new(std::collections::HashMap::new()),
             jobs: crate::jobs::Jobs::default(),
+            endpoints: crate::endpoints::Endpoints::default(),
             audit: Mutex::new(None),
             pcr_cache: tokio::sync::Mutex::new(None),
         });
         if matches!(app.store.state(), StoreState::Open) {
             app.open_audit()?;
             crate::jobs::Jobs::start(&app).map_err(|e| e.message)?;
+            crate::endpoints::Endpoints::start(&app).map_err(|e| e.message)?;
         }
         Ok(app)
     }

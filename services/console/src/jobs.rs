@@ -86,6 +86,9 @@ pub struct Job {
     pub backend: String,
     /// Joules, or why not measured.
     pub energy: String,
+    /// The model version registered from this job (`name@version`), when done.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// A change to a job, for live views.
@@ -204,6 +207,7 @@ pub fn submit(app: &App, actor: &Actor, spec: JobSpec) -> Result<Job, ServiceErr
         model_blob: None,
         backend: "cpu".into(),
         energy: "not measured".into(),
+        model: None,
     };
     let object = format!("job:{id} dataset:{}@{version}", job.spec.dataset);
     app.audited(actor, "jobs.create", &object, || {
@@ -406,10 +410,19 @@ fn run_job(app: &App, id: &str) {
     drop(assigned);
     job.finished = Some(now_secs());
     let result = match outcome {
-        Ok(()) => {
-            job.state = JobState::Done;
-            Ok(())
-        }
+        // A finished run becomes a model version in the registry (a candidate).
+        Ok(()) => match crate::models::register_job(app, &actor, &job) {
+            Ok(v) => {
+                job.state = JobState::Done;
+                job.model = Some(v.label());
+                Ok(())
+            }
+            Err(e) => {
+                job.state = JobState::Failed;
+                job.error = Some(format!("cannot register the model: {}", e.message));
+                Err(e)
+            }
+        },
         Err(e) if app.jobs.is_cancelled(id) => {
             job.state = JobState::Cancelled;
             Err(ServiceError::conflict(format!("cancelled: {}", e.message)))

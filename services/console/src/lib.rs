@@ -4,7 +4,8 @@
 //! setup claim, logins and sessions, users and roles, API tokens, the audit log, attestation
 //! evidence bound to the console's TLS key and the audit head, system status, unlocking a
 //! locked store with the recovery key, and the AI factory's datasets and training jobs
-//! ([`datasets`], [`jobs`]). The JSON API ([`api`]) and the HTML pages ([`pages`])
+//! ([`datasets`], [`jobs`]), the model registry and egress policy ([`models`]) and serving
+//! endpoints with their API keys ([`endpoints`]). The JSON API ([`api`]) and the HTML pages ([`pages`])
 //! are thin layers over one service layer ([`service`]); one table ([`routes::ROUTES`])
 //! decides who may call what.
 //!
@@ -26,9 +27,11 @@ pub mod app;
 pub mod auth;
 pub mod compute;
 pub mod datasets;
+pub mod endpoints;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod pages;
 pub mod routes;
 pub mod service;

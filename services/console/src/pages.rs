@@ -30,7 +30,7 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
-fn layout(title: &str, caller: Option<&Caller>, csrf: &str, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, caller: Option<&Caller>, csrf: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -49,6 +49,8 @@ fn layout(title: &str, caller: Option<&Caller>, csrf: &str, body: Markup) -> Mar
                             @if c.role == UserRole::Admin { a href="/users" { "Users" } }
                             a href="/datasets" { "Datasets" }
                             a href="/jobs" { "Jobs" }
+                            a href="/models" { "Models" }
+                            a href="/endpoints" { "Endpoints" }
                             @if matches!(c.role, UserRole::Admin | UserRole::Auditor) { a href="/audit" { "Audit" } }
                             a href="/attestation" { "Attestation" }
                         }
@@ -65,7 +67,7 @@ fn layout(title: &str, caller: Option<&Caller>, csrf: &str, body: Markup) -> Mar
     }
 }
 
-fn page_response(markup: Markup) -> Response {
+pub(crate) fn page_response(markup: Markup) -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         markup.into_string(),

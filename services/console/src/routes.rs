@@ -17,7 +17,7 @@ use hearth_store::StoreState;
 use crate::app::{Actor, App, ServiceError};
 use crate::auth::{Session, same};
 use crate::model::UserRole;
-use crate::{api, pages, service};
+use crate::{api, endpoints, models, pages, service};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub enum Access {
     Public,
     /// Logged-in users (session or API token) in one of these roles.
     Roles(&'static [UserRole]),
+    /// Applications with an endpoint API key scoped to the endpoint in the path (model
+    /// serving); users' sessions and tokens are refused.
+    EndpointKey,
 }
 
 /// One route: method, path pattern (as axum matches it), who may call it, and whether it is an
@@ -106,6 +109,40 @@ pub const ROUTES: &[RouteSpec] = &[
     api("GET", "/api/v1/jobs/{id}", Access::Roles(ALL)),
     api("POST", "/api/v1/jobs/{id}/cancel", Access::Roles(WORK)),
     api("GET", "/api/v1/jobs/{id}/events", Access::Roles(ALL)),
+    api(
+        "POST",
+        "/api/v1/datasets/{name}/{version}/export",
+        Access::Roles(ADMIN),
+    ),
+    api("GET", "/api/v1/models", Access::Roles(ALL)),
+    api("GET", "/api/v1/models/signing-key", Access::Roles(ALL)),
+    api("GET", "/api/v1/models/{name}/{version}", Access::Roles(ALL)),
+    api(
+        "POST",
+        "/api/v1/models/{name}/{version}/approve",
+        Access::Roles(ADMIN),
+    ),
+    api(
+        "POST",
+        "/api/v1/models/{name}/{version}/retire",
+        Access::Roles(ADMIN),
+    ),
+    api(
+        "POST",
+        "/api/v1/models/{name}/{version}/export",
+        Access::Roles(ADMIN),
+    ),
+    api("GET", "/api/v1/endpoints", Access::Roles(ALL)),
+    api("POST", "/api/v1/endpoints/{name}", Access::Roles(WORK)),
+    api(
+        "POST",
+        "/api/v1/endpoints/{name}/rollback",
+        Access::Roles(WORK),
+    ),
+    api("GET", "/api/v1/endpoint-keys", Access::Roles(WORK)),
+    api("POST", "/api/v1/endpoint-keys", Access::Roles(WORK)),
+    api("DELETE", "/api/v1/endpoint-keys/{id}", Access::Roles(WORK)),
+    api("POST", "/v1/endpoints/{name}/predict", Access::EndpointKey),
     page("GET", "/", Access::Roles(ALL)),
     page("GET", "/setup", Access::Public),
     page("POST", "/setup", Access::Public),
@@ -129,6 +166,9 @@ pub const ROUTES: &[RouteSpec] = &[
     page("GET", "/jobs/{id}", Access::Roles(ALL)),
     page("GET", "/jobs/{id}/loss.svg", Access::Roles(ALL)),
     page("POST", "/jobs/{id}/cancel", Access::Roles(WORK)),
+    page("GET", "/models", Access::Roles(ALL)),
+    page("GET", "/models/{name}/{version}", Access::Roles(ALL)),
+    page("GET", "/endpoints", Access::Roles(ALL)),
 ];
 
 pub fn find_route(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -208,6 +248,43 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/jobs/{id}", get(api::get_job))
         .route("/api/v1/jobs/{id}/cancel", post(api::cancel_job))
         .route("/api/v1/jobs/{id}/events", get(api::job_events))
+        .route(
+            "/api/v1/datasets/{name}/{version}/export",
+            post(models::api_export_dataset),
+        )
+        .route("/api/v1/models", get(models::api_list))
+        .route("/api/v1/models/signing-key", get(models::api_signing_key))
+        .route("/api/v1/models/{name}/{version}", get(models::api_show))
+        .route(
+            "/api/v1/models/{name}/{version}/approve",
+            post(models::api_approve),
+        )
+        .route(
+            "/api/v1/models/{name}/{version}/retire",
+            post(models::api_retire),
+        )
+        .route(
+            "/api/v1/models/{name}/{version}/export",
+            post(models::api_export),
+        )
+        .route("/api/v1/endpoints", get(endpoints::api_list))
+        .route("/api/v1/endpoints/{name}", post(endpoints::api_deploy))
+        .route(
+            "/api/v1/endpoints/{name}/rollback",
+            post(endpoints::api_rollback),
+        )
+        .route(
+            "/api/v1/endpoint-keys",
+            get(endpoints::api_list_keys).post(endpoints::api_create_key),
+        )
+        .route(
+            "/api/v1/endpoint-keys/{id}",
+            delete(endpoints::api_revoke_key),
+        )
+        .route(
+            "/v1/endpoints/{name}/predict",
+            post(endpoints::api_predict).layer(DefaultBodyLimit::max(endpoints::MAX_PREDICT_BODY)),
+        )
         .route("/", get(pages::overview))
         .route("/setup", get(pages::setup_form).post(pages::setup_submit))
         .route("/login", get(pages::login_form).post(pages::login_submit))
@@ -229,6 +306,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/loss.svg", get(pages::job_loss_svg))
         .route("/jobs/{id}/cancel", post(pages::cancel_job))
+        .route("/models", get(models::page_list))
+        .route("/models/{name}/{version}", get(models::page_show))
+        .route("/endpoints", get(endpoints::page_list))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -290,6 +370,38 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    if spec.access == Access::EndpointKey {
+        // Applications with an endpoint key, scoped to the endpoint named in the path.
+        let endpoint = req
+            .uri()
+            .path()
+            .strip_prefix("/v1/endpoints/")
+            .and_then(|p| p.strip_suffix("/predict"))
+            .unwrap_or_default();
+        let key = match bearer.map(str::trim) {
+            None => {
+                return deny(
+                    Some(spec),
+                    ServiceError::unauthorized("an endpoint API key is needed"),
+                );
+            }
+            Some(k) if !k.starts_with(endpoints::KEY_PREFIX) => {
+                return deny(
+                    Some(spec),
+                    ServiceError::forbidden(
+                        "user credentials cannot call predict: use an endpoint API key",
+                    ),
+                );
+            }
+            Some(k) => match app.endpoints.authorize(k, endpoint) {
+                Ok(caller) => caller,
+                Err(e) => return deny(Some(spec), e),
+            },
+        };
+        let mut req = req;
+        req.extensions_mut().insert(key);
+        return next.run(req).await;
+    }
     let mut caller = None;
     if let Some(token) = bearer {
         if locked {

@@ -600,7 +600,9 @@ pub async fn attestation(app: &App, nonce_hex: &str) -> Result<Evidence, Service
     }
     let tls = app.tls.spki_sha256.to_vec();
     let audit = app.audit_binding().map(|h| h.to_vec());
-    let qualifying = Evidence::qualifying_data(&nonce, Some(&tls), audit.as_deref());
+    let signing = crate::models::signing_key_binding(app).map(|k| k.to_vec());
+    let qualifying =
+        Evidence::qualifying_data_with(&nonce, Some(&tls), audit.as_deref(), signing.as_deref());
     let unavailable = |e: hearth_tpm::TpmError| ServiceError::unavailable(format!("TPM: {e}"));
     let ak = app.tpm.ak_public().await.map_err(unavailable)?;
     let quote = app
@@ -635,6 +637,7 @@ pub async fn attestation(app: &App, nonce_hex: &str) -> Result<Evidence, Service
         runtime_log: read(&app.config.runtime_log).and_then(|b| String::from_utf8(b).ok()),
         tls_spki_sha256: Some(tls),
         audit_head: audit,
+        model_signing_key_sha256: signing,
         tpm: Some(TpmDescription {
             manufacturer: info.manufacturer.clone(),
             vendor: info.vendor.clone(),
@@ -690,6 +693,7 @@ pub async fn unlock(app: &Arc<App>, addr: IpAddr, recovery_key: &str) -> Result<
     app.throttle.succeeded("unlock", addr);
     app.open_audit().map_err(ServiceError::internal)?;
     crate::jobs::Jobs::start(app)?;
+    crate::endpoints::Endpoints::start(app)?;
     let actor = Actor::anonymous("recovery-key");
     app.audited(&actor, "store.unlock", "store", || Ok(()))?;
     tracing::info!(component = "console", %addr, "store unlocked with the recovery key");

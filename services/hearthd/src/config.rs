@@ -39,6 +39,9 @@ pub struct Config {
     pub attestation: AttestationSection,
     pub compute: ComputeSection,
     pub log: LogSection,
+    /// What may leave the appliance: signed model bundles (default yes, admins only) and raw
+    /// dataset versions (default no; pseudonymized ones only, admins only).
+    pub egress: hearth_console::models::EgressPolicy,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             attestation: AttestationSection::default(),
             compute: ComputeSection::default(),
             log: LogSection::default(),
+            egress: hearth_console::models::EgressPolicy::default(),
         }
     }
 }

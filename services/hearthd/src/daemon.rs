@@ -158,6 +158,7 @@ pub async fn run(
         audit_path: config.data_dir.join("audit.jsonl"),
         profile: config.profile.as_str().to_owned(),
         compute: config.compute.backend,
+        egress: config.egress.clone(),
     };
     let app = App::new(console, Arc::clone(&store), tpm, tls.identity.clone())
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -5,7 +5,8 @@
 //! ([`dataset`], [`quality`], [`pii`]); generating synthetic tables for tests and benchmarks
 //! ([`synth`]); and training, evaluating and applying models — logistic regression and MLPs with
 //! Adam — on the CPU backend or on a GPU with Hearth's own kernels ([`prep`], [`model`], [`cpu`],
-//! [`gpu`], [`metrics`], [`train`]).
+//! [`gpu`], [`metrics`], [`train`]); the model registry with lineage and stages ([`registry`]),
+//! signed model cards and export bundles ([`card`]), and validated, batched serving ([`serve`]).
 //!
 //! What it is not for: storage and encryption (`hearth-store`), HTTP (`hearth-console`), GPUs
 //! inventory and leases (`hearth-gpu`); the kernels themselves (`kernels/`).
@@ -14,6 +15,7 @@
 //! - Training is deterministic given a seed and the data.
 //! - Nothing reads a whole upload into memory before it is validated; every parser is bounded.
 
+pub mod card;
 pub mod cpu;
 pub mod dataset;
 pub mod frame;
@@ -23,7 +25,9 @@ pub mod model;
 pub mod pii;
 pub mod prep;
 pub mod quality;
+pub mod registry;
 pub mod rng;
+pub mod serve;
 pub mod synth;
 pub mod train;
 

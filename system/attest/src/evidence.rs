@@ -46,6 +46,10 @@ pub struct Evidence {
     /// Head of the audit log's hash chain, bound into the quote.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex")]
     pub audit_head: Option<Vec<u8>>,
+    /// SHA-256 of the appliance's Ed25519 model-signing public key, bound into the quote: what
+    /// signed model cards and export bundles are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex")]
+    pub model_signing_key_sha256: Option<Vec<u8>>,
     /// What the TPM says it is. Self-reported: informational only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmDescription>,
@@ -88,6 +92,10 @@ impl Evidence {
         for (field, value) in [
             ("tls_spki_sha256", &evidence.tls_spki_sha256),
             ("audit_head", &evidence.audit_head),
+            (
+                "model_signing_key_sha256",
+                &evidence.model_signing_key_sha256,
+            ),
         ] {
             if let Some(v) = value {
                 if v.len() != 32 {
@@ -116,7 +124,19 @@ impl Evidence {
         tls_spki_sha256: Option<&[u8]>,
         audit_head: Option<&[u8]>,
     ) -> Vec<u8> {
-        if tls_spki_sha256.is_none() && audit_head.is_none() {
+        Evidence::qualifying_data_with(nonce, tls_spki_sha256, audit_head, None)
+    }
+
+    /// [`Evidence::qualifying_data`] with the model-signing key's digest as a third binding:
+    /// flags bit 2, its field after the audit head's. Without it, the encoding is exactly the
+    /// two-binding one, so evidence from before the key existed verifies unchanged.
+    pub fn qualifying_data_with(
+        nonce: &[u8],
+        tls_spki_sha256: Option<&[u8]>,
+        audit_head: Option<&[u8]>,
+        model_signing_key_sha256: Option<&[u8]>,
+    ) -> Vec<u8> {
+        if tls_spki_sha256.is_none() && audit_head.is_none() && model_signing_key_sha256.is_none() {
             return nonce.to_vec();
         }
         fn field(buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -127,8 +147,15 @@ impl Evidence {
         }
         let mut buf = QD_DOMAIN.to_vec();
         field(&mut buf, nonce);
-        buf.push(u8::from(tls_spki_sha256.is_some()) | (u8::from(audit_head.is_some()) << 1));
-        for binding in [tls_spki_sha256, audit_head].into_iter().flatten() {
+        buf.push(
+            u8::from(tls_spki_sha256.is_some())
+                | (u8::from(audit_head.is_some()) << 1)
+                | (u8::from(model_signing_key_sha256.is_some()) << 2),
+        );
+        for binding in [tls_spki_sha256, audit_head, model_signing_key_sha256]
+            .into_iter()
+            .flatten()
+        {
             field(&mut buf, binding);
         }
         Bank::Sha256.hash(&buf)

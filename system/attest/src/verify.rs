@@ -367,17 +367,28 @@ fn check_nonce(evidence: &Evidence, attest: Option<&Attest>, expected_nonce: &[u
             "no readable quote to take the qualifying data from",
         );
     };
-    let expected = Evidence::qualifying_data(
+    let expected = Evidence::qualifying_data_with(
         expected_nonce,
         evidence.tls_spki_sha256.as_deref(),
         evidence.audit_head.as_deref(),
+        evidence.model_signing_key_sha256.as_deref(),
     );
-    let bound = match (&evidence.tls_spki_sha256, &evidence.audit_head) {
-        (None, None) => "the nonce",
-        (Some(_), None) => "the nonce bound with the TLS key",
-        (None, Some(_)) => "the nonce bound with the audit head",
-        (Some(_), Some(_)) => "the nonce bound with the TLS key and the audit head",
+    let mut parts = Vec::new();
+    if evidence.tls_spki_sha256.is_some() {
+        parts.push("the TLS key");
+    }
+    if evidence.audit_head.is_some() {
+        parts.push("the audit head");
+    }
+    if evidence.model_signing_key_sha256.is_some() {
+        parts.push("the model-signing key");
+    }
+    let bound_text = match parts.as_slice() {
+        [] => "the nonce".to_owned(),
+        [one] => format!("the nonce bound with {one}"),
+        [init @ .., last] => format!("the nonce bound with {} and {last}", init.join(", ")),
     };
+    let bound = bound_text.as_str();
     let mut check = if attest.extra_data == expected {
         Check::new(
             "quote.nonce",
@@ -561,6 +572,7 @@ mod tests {
             runtime_log: None,
             tls_spki_sha256: None,
             audit_head: None,
+            model_signing_key_sha256: None,
             tpm: None,
         }
     }
@@ -693,6 +705,41 @@ mod tests {
             check.findings[0].note.as_deref(),
             Some("referenced but not covered by the quote")
         );
+    }
+
+    #[test]
+    fn the_model_signing_key_is_a_third_binding() {
+        let n = b"nonce";
+        // Absent, the encoding is the two-binding one (old evidence verifies unchanged).
+        assert_eq!(
+            Evidence::qualifying_data_with(n, Some(&[1; 32]), Some(&[2; 32]), None),
+            Evidence::qualifying_data(n, Some(&[1; 32]), Some(&[2; 32]))
+        );
+        let three =
+            Evidence::qualifying_data_with(n, Some(&[1; 32]), Some(&[2; 32]), Some(&[3; 32]));
+        let mut buf = b"hearth-qd/1\x00\x05nonce\x07\x00\x20".to_vec();
+        buf.extend_from_slice(&[1; 32]);
+        buf.extend_from_slice(&[0, 32]);
+        buf.extend_from_slice(&[2; 32]);
+        buf.extend_from_slice(&[0, 32]);
+        buf.extend_from_slice(&[3; 32]);
+        assert_eq!(three, crate::pcr::Bank::Sha256.hash(&buf));
+        // The key alone differs from the audit head alone with the same bytes.
+        assert_ne!(
+            Evidence::qualifying_data_with(n, None, None, Some(&[2; 32])),
+            Evidence::qualifying_data(n, None, Some(&[2; 32]))
+        );
+        // Evidence claiming a key binding the quote does not carry fails the nonce check.
+        let mut ev = fixture_evidence();
+        ev.model_signing_key_sha256 = Some(vec![3; 32]);
+        let v = verify(
+            &ev,
+            &[fixture_reference(&fixture_evidence())],
+            b"hearth-fixture",
+        )
+        .unwrap();
+        assert_eq!(v.check("quote.nonce").unwrap().outcome, Outcome::Fail);
+        assert!(!v.trusted());
     }
 
     #[test]

@@ -632,3 +632,152 @@ fn a_parquet_file_uploads_like_a_csv_file() {
     let dataset: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(dataset["versions"].as_array().unwrap().len(), 1, "{out}");
 }
+
+/// Creates an endpoint API key over the JSON API (the console's job; no CLI verb).
+fn endpoint_key(daemon: &Running, token: &str, endpoint: &str) -> String {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let resp = client
+            .post(format!("{}/api/v1/endpoint-keys", daemon.url))
+            .bearer_auth(token)
+            .json(&json!({ "app": "cli-tests", "endpoints": [endpoint] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        body["secret"].as_str().unwrap().to_owned()
+    })
+}
+
+#[test]
+fn models_are_approved_deployed_served_exported_and_verified_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sw = Swtpm::start().unwrap();
+    let daemon = start_hearthd(&sw, dir.path());
+    let token = claim_and_token(&daemon);
+    let file = dir.path().join("churn.csv");
+    std::fs::write(&file, churn_csv(1500)).unwrap();
+    ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["datasets", "upload", file.to_str().unwrap()],
+        ),
+        "upload",
+    );
+    let train = [
+        "train",
+        "--dataset",
+        "churn",
+        "--target",
+        "y",
+        "--model",
+        "logreg",
+        "--epochs",
+        "5",
+    ];
+    ok(&hearth(&daemon, &token, &train), "train");
+
+    let out = ok(&hearth(&daemon, &token, &["models", "list"]), "models list");
+    assert!(out.starts_with("MODEL"), "{out}");
+    assert!(
+        out.contains("churn-y@1") && out.contains("candidate"),
+        "{out}"
+    );
+    let out = ok(
+        &hearth(&daemon, &token, &["models", "show", "churn-y@1"]),
+        "models show",
+    );
+    assert!(out.contains("data      churn@1 (1500 rows"), "{out}");
+    // Deploying a candidate is refused; approved, it serves.
+    let out = hearth(
+        &daemon,
+        &token,
+        &["deploy", "churn-y@1", "--endpoint", "churn"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = ok(
+        &hearth(&daemon, &token, &["models", "approve", "churn-y@1"]),
+        "approve",
+    );
+    assert_eq!(out, "churn-y@1 is approved\n");
+    let out = ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["deploy", "churn-y@1", "--endpoint", "churn"],
+        ),
+        "deploy",
+    );
+    assert_eq!(out, "endpoint churn serves churn-y@1\n");
+
+    // Predict: rows on stdin, the endpoint key from the environment.
+    let key = endpoint_key(&daemon, &token, "churn");
+    let mut child = Command::new(HEARTH)
+        .args(["predict", "churn"])
+        .env("HEARTH_URL", &daemon.url)
+        .env("HEARTH_ENDPOINT_KEY", &key)
+        .env("HEARTH_FINGERPRINT", &daemon.fingerprint)
+        .env("HEARTH_LOG", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut stdin,
+        br#"[{"tenure": 3, "spend": 90, "calls": 8, "plan": "basic"}, [70, 25, 0, "pro"]]"#,
+    )
+    .unwrap();
+    drop(stdin);
+    let out = ok(&child.wait_with_output().unwrap(), "predict");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    let p = |i: usize| {
+        answer["predictions"][i]["probabilities"][1]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(answer["predictions"].as_array().unwrap().len(), 2, "{out}");
+    assert!(
+        (0.0..=1.0).contains(&p(0)) && (0.0..=1.0).contains(&p(1)),
+        "{out}"
+    );
+    assert_eq!(answer["version"], 1);
+
+    // Export a signed bundle; it verifies offline, and not once changed.
+    let bundle = dir.path().join("churn.hearth-model");
+    let b = bundle.to_str().unwrap();
+    ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["models", "export", "churn-y@1", "--out", b],
+        ),
+        "export",
+    );
+    let out = ok(&hearth(&daemon, &token, &["models", "verify", b]), "verify");
+    assert!(out.trim_end().ends_with("\ntrusted"), "{out}");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let out = hearth(&daemon, &token, &["models", "verify", b]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Retired: the endpoint stops answering.
+    ok(
+        &hearth(&daemon, &token, &["models", "retire", "churn-y@1"]),
+        "retire",
+    );
+    let out = ok(&hearth(&daemon, &token, &["models", "list"]), "list");
+    assert!(out.contains("retired"), "{out}");
+}

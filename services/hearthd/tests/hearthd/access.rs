@@ -56,6 +56,8 @@ async fn only_allowed_role_route_pairs_succeed() {
             let allowed = match route.access {
                 Access::Public => true,
                 Access::Roles(roles) => caller.role.is_some_and(|r| roles.contains(&r)),
+                // Only endpoint API keys: every user is refused (models.rs tests the keys).
+                Access::EndpointKey => false,
             };
             let path = route
                 .path

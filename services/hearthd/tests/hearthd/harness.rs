@@ -30,6 +30,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub banner: Banner,
+    /// Appended to the generated config at every spawn (extra sections for a test).
+    pub extra_config: String,
 }
 
 impl Daemon {
@@ -42,6 +44,7 @@ impl Daemon {
             dir,
             child: None,
             banner: Banner::default(),
+            extra_config: String::new(),
         };
         d.spawn();
         d
@@ -67,7 +70,7 @@ impl Daemon {
             self.swtpm.tcti(),
             self.dir.path().join("no-eventlog"),
             self.dir.path().join("no-runtime-log"),
-        );
+        ) + &self.extra_config;
         std::fs::write(self.config_path(), config).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)

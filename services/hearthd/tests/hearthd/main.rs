@@ -7,4 +7,5 @@ mod browser;
 mod harness;
 mod locked;
 mod ml;
+mod models;
 mod web;

@@ -3,4 +3,5 @@
 
 mod datasets;
 mod gpu_path;
+mod registry;
 mod train;

@@ -1,0 +1,941 @@
+//! Serving endpoints: a name mapped to an approved model version, answering
+//! `POST /v1/endpoints/NAME/predict` for applications holding an endpoint API key.
+//!
+//! - Each endpoint has one worker thread fed by a bounded queue. The worker takes every request
+//!   waiting when it wakes (up to [`MAX_BATCH_ROWS`] rows) and runs them as one batch: dynamic
+//!   micro-batching, with no added wait when the endpoint is idle.
+//! - A request is validated against, and predicted by, the version that was live when it
+//!   arrived: switching an endpoint to another version (deploy, rollback) swaps a pointer, and
+//!   requests already queued finish on the version they were validated against.
+//! - API keys (`hep_<id>_<secret>`) belong to an application and list the endpoints they may
+//!   call; only the secret's SHA-256 is stored; revocation takes effect on the next request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hearth_ml::ColumnKind;
+use hearth_ml::model::Model;
+use hearth_ml::registry::{self, Stage};
+use hearth_ml::serve::{self, BatchBuffers, Cell, Prediction};
+use hearth_store::{Json as JsonValue, Table};
+use maud::html;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::app::{Actor, App, ServiceError};
+use crate::routes::{Caller, CsrfToken};
+
+/// Endpoints by name.
+pub const ENDPOINTS: Table<str, JsonValue<Endpoint>> = Table::new("ml/endpoints");
+/// Endpoint API keys by id.
+pub const KEYS: Table<str, JsonValue<ApiKey>> = Table::new("ml/endpoint-keys");
+
+/// Most rows one worker pass predicts.
+pub const MAX_BATCH_ROWS: usize = 4096;
+/// Requests waiting per endpoint before new ones get 503.
+pub const QUEUE: usize = 4096;
+/// Largest predict body.
+pub const MAX_PREDICT_BODY: usize = 1 << 20;
+/// The key prefix.
+pub const KEY_PREFIX: &str = "hep_";
+
+/// An endpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub model: String,
+    pub version: u32,
+    /// Versions served before, oldest first (rollback pops the last).
+    pub history: Vec<u32>,
+    pub updated_unix_ms: u64,
+    pub updated_by: String,
+}
+
+/// An endpoint API key as stored: the secret only as SHA-256.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    /// The application it was issued to.
+    pub app: String,
+    /// Endpoints it may call.
+    pub endpoints: Vec<String>,
+    pub secret_sha256: String,
+    pub created_unix_ms: u64,
+    pub created_by: String,
+    pub revoked_unix_ms: Option<u64>,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("app", &self.app)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the API shows of a key.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub app: String,
+    pub endpoints: Vec<String>,
+    pub created_unix_ms: u64,
+    pub created_by: String,
+    pub revoked: bool,
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(k: &ApiKey) -> Self {
+        KeyView {
+            id: k.id.clone(),
+            app: k.app.clone(),
+            endpoints: k.endpoints.clone(),
+            created_unix_ms: k.created_unix_ms,
+            created_by: k.created_by.clone(),
+            revoked: k.revoked_unix_ms.is_some(),
+        }
+    }
+}
+
+/// The application behind a predict call, attached by the guard.
+#[derive(Clone, Debug)]
+pub struct KeyCaller {
+    pub key_id: String,
+    pub app: String,
+}
+
+/// A loaded version.
+struct Served {
+    model: Model,
+    name: String,
+    version: u32,
+    inputs: Vec<(String, ColumnKind)>,
+}
+
+struct Work {
+    served: Arc<Served>,
+    rows: Vec<Vec<Cell>>,
+    reply: oneshot::Sender<Result<Vec<Prediction>, String>>,
+}
+
+/// Upper bounds of the predict latency histogram, in seconds.
+pub const BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+    2.5,
+];
+
+#[derive(Default, Clone, Debug)]
+pub struct Stats {
+    /// By HTTP status.
+    pub requests: BTreeMap<u16, u64>,
+    pub rows: u64,
+    pub batches: u64,
+    /// Cumulative, as Prometheus wants.
+    pub buckets: [u64; BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Stats {
+    /// The smallest bucket bound under which `q` of the requests finished (an upper estimate).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        let need = (self.count as f64 * q).ceil();
+        #[allow(clippy::cast_precision_loss)]
+        BUCKETS
+            .iter()
+            .zip(self.buckets.iter())
+            .find(|(_, n)| **n as f64 >= need && self.count > 0)
+            .map(|(b, _)| *b)
+    }
+}
+
+struct Live {
+    current: RwLock<Option<Arc<Served>>>,
+    tx: SyncSender<Work>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// Every endpoint's live state and the key cache.
+#[derive(Default)]
+pub struct Endpoints {
+    live: RwLock<HashMap<String, Arc<Live>>>,
+    keys: RwLock<HashMap<String, ApiKey>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+fn worker(rx: &Receiver<Work>, stats: &Mutex<Stats>) {
+    let mut buf = BatchBuffers::default();
+    while let Ok(first) = rx.recv() {
+        let mut rows = first.rows.len();
+        let mut items = vec![first];
+        while rows < MAX_BATCH_ROWS {
+            match rx.try_recv() {
+                Ok(w) => {
+                    rows += w.rows.len();
+                    items.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        // Consecutive requests for the same version run as one batch.
+        while !items.is_empty() {
+            let served = Arc::clone(&items[0].served);
+            let end = items
+                .iter()
+                .position(|w| !Arc::ptr_eq(&w.served, &served))
+                .unwrap_or(items.len());
+            let batch: Vec<&[Vec<Cell>]> = items[..end].iter().map(|w| &w.rows[..]).collect();
+            let result = serve::predict_batch(&served.model, &batch, &mut buf);
+            {
+                let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
+                s.batches += 1;
+                s.rows += batch.iter().map(|b| b.len() as u64).sum::<u64>();
+            }
+            drop(batch);
+            match result {
+                Ok(outs) => {
+                    for (w, out) in items.drain(..end).zip(outs) {
+                        let _ = w.reply.send(Ok(out));
+                    }
+                }
+                Err(e) => {
+                    for w in items.drain(..end) {
+                        let _ = w.reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Endpoints {
+    /// Loads endpoints and keys from the store and starts each endpoint's worker.
+    pub fn start(app: &App) -> Result<(), ServiceError> {
+        let keys = app.store.list(&KEYS)?;
+        *app.endpoints
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = keys.into_iter().collect();
+        for (_, e) in app.store.list(&ENDPOINTS)? {
+            let served = load(app, &e.model, e.version).ok();
+            app.endpoints.set(&e.name, served);
+        }
+        Ok(())
+    }
+
+    fn live(&self, name: &str) -> Option<Arc<Live>> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Points `name` at `served` (or at nothing), creating its worker on first use.
+    fn set(&self, name: &str, served: Option<Arc<Served>>) {
+        if let Some(l) = self.live(name) {
+            *l.current.write().unwrap_or_else(PoisonError::into_inner) = served;
+            return;
+        }
+        let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE);
+        let live = Arc::new(Live {
+            current: RwLock::new(served),
+            tx,
+            stats: Arc::new(Mutex::new(Stats::default())),
+        });
+        // The worker holds the queue's receiving end and the stats; it ends with the queue.
+        let stats = Arc::clone(&live.stats);
+        let spawned = std::thread::Builder::new()
+            .name(format!("hearth-serve-{name}"))
+            .spawn(move || worker(&rx, &stats));
+        if let Err(e) = spawned {
+            tracing::error!(component = "serve", endpoint = name, error = %e, "cannot start a worker");
+        }
+        self.live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), live);
+    }
+
+    /// Stops serving every endpoint that serves `name@version` (before it is retired).
+    pub fn model_retired(&self, name: &str, version: u32) {
+        for l in self
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            let mut cur = l.current.write().unwrap_or_else(PoisonError::into_inner);
+            if cur
+                .as_ref()
+                .is_some_and(|s| s.name == name && s.version == version)
+            {
+                *cur = None;
+            }
+        }
+    }
+
+    /// Checks an endpoint key for `endpoint`: the caller, or 401 (unknown, wrong, revoked) or
+    /// 403 (not scoped to this endpoint).
+    pub fn authorize(&self, key: &str, endpoint: &str) -> Result<KeyCaller, ServiceError> {
+        let invalid = || ServiceError::unauthorized("invalid or revoked endpoint API key");
+        let rest = key.strip_prefix(KEY_PREFIX).ok_or_else(invalid)?;
+        let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let k = keys.get(id).ok_or_else(invalid)?;
+        if k.revoked_unix_ms.is_some()
+            || !crate::auth::same(&sha256_hex(secret.as_bytes()), &k.secret_sha256)
+        {
+            return Err(invalid());
+        }
+        if !k.endpoints.iter().any(|e| e == endpoint) {
+            return Err(ServiceError::forbidden(format!(
+                "this key (application {:?}) may not call endpoint {endpoint:?}",
+                k.app
+            )));
+        }
+        Ok(KeyCaller {
+            key_id: k.id.clone(),
+            app: k.app.clone(),
+        })
+    }
+
+    pub fn stats(&self, name: &str) -> Option<Stats> {
+        self.live(name).map(|l| {
+            l.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
+    }
+
+    /// Prometheus text for every endpoint: request counts by status, rows, batches, latency.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut names: Vec<(String, Stats)> = self
+            .live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(n, l)| {
+                (
+                    n.clone(),
+                    l.stats
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                )
+            })
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hearth_endpoint_requests_total Predict requests by endpoint and status.\n\
+             # TYPE hearth_endpoint_requests_total counter"
+        );
+        for (n, s) in &names {
+            for (code, c) in &s.requests {
+                let _ = writeln!(
+                    out,
+                    "hearth_endpoint_requests_total{{endpoint=\"{n}\",code=\"{code}\"}} {c}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hearth_endpoint_rows_total Rows predicted by endpoint.\n\
+             # TYPE hearth_endpoint_rows_total counter"
+        );
+        for (n, s) in &names {
+            let _ = writeln!(
+                out,
+                "hearth_endpoint_rows_total{{endpoint=\"{n}\"}} {}",
+                s.rows
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hearth_endpoint_batches_total Worker passes (micro-batches) by endpoint.\n\
+             # TYPE hearth_endpoint_batches_total counter"
+        );
+        for (n, s) in &names {
+            let _ = writeln!(
+                out,
+                "hearth_endpoint_batches_total{{endpoint=\"{n}\"}} {}",
+                s.batches
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hearth_endpoint_latency_seconds Predict latency inside hearthd by endpoint.\n\
+             # TYPE hearth_endpoint_latency_seconds histogram"
+        );
+        for (n, s) in &names {
+            for (b, c) in BUCKETS.iter().zip(s.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "hearth_endpoint_latency_seconds_bucket{{endpoint=\"{n}\",le=\"{b}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "hearth_endpoint_latency_seconds_bucket{{endpoint=\"{n}\",le=\"+Inf\"}} {}\n\
+                 hearth_endpoint_latency_seconds_sum{{endpoint=\"{n}\"}} {}\n\
+                 hearth_endpoint_latency_seconds_count{{endpoint=\"{n}\"}} {}",
+                s.count, s.sum, s.count
+            );
+        }
+        out
+    }
+}
+
+fn load(app: &App, name: &str, version: u32) -> Result<Arc<Served>, ServiceError> {
+    let v = registry::get(&app.store, name, version)?;
+    if v.stage != Stage::Approved {
+        return Err(ServiceError::conflict(format!(
+            "{} is {}: only approved versions are served",
+            v.label(),
+            v.stage
+        )));
+    }
+    let model = registry::load(&app.store, &v)?;
+    let inputs = serve::inputs(&model)
+        .into_iter()
+        .map(|(n, k)| (n.to_owned(), k))
+        .collect();
+    Ok(Arc::new(Served {
+        model,
+        name: v.name,
+        version: v.version,
+        inputs,
+    }))
+}
+
+fn validate_endpoint_name(name: &str) -> Result<(), ServiceError> {
+    registry::validate_name(name).map_err(|_| {
+        ServiceError::unprocessable(format!(
+            "invalid endpoint name {name:?}: 1 to 64 of a-z, 0-9, '-', '_'"
+        ))
+    })
+}
+
+/// Points endpoint `name` at `model@version` (creating it), without dropping requests.
+pub fn deploy(
+    app: &App,
+    actor: &Actor,
+    name: &str,
+    model: &str,
+    version: u32,
+) -> Result<Endpoint, ServiceError> {
+    validate_endpoint_name(name)?;
+    let served = load(app, model, version)?;
+    app.audited(
+        actor,
+        "endpoints.deploy",
+        &format!("endpoint:{name} model:{model}@{version}"),
+        || {
+            let e = app.store.write(|w| {
+                let mut history = Vec::new();
+                if let Some(old) = w.get(&ENDPOINTS, name)? {
+                    history = old.history;
+                    if old.model == model && old.version != version {
+                        history.push(old.version);
+                    } else if old.model != model {
+                        history.clear();
+                    }
+                }
+                let e = Endpoint {
+                    name: name.to_owned(),
+                    model: model.to_owned(),
+                    version,
+                    history,
+                    updated_unix_ms: now_ms(),
+                    updated_by: actor.name.clone(),
+                };
+                w.put(&ENDPOINTS, name, &e)?;
+                Ok(e)
+            })?;
+            app.endpoints.set(name, Some(served));
+            Ok(e)
+        },
+    )
+}
+
+/// Puts endpoint `name` back on the version it served before.
+pub fn rollback(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, ServiceError> {
+    let e = app
+        .store
+        .get(&ENDPOINTS, name)?
+        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))?;
+    let Some(&previous) = e.history.last() else {
+        return Err(ServiceError::conflict(format!(
+            "endpoint {name} has no earlier version to roll back to"
+        )));
+    };
+    let served = load(app, &e.model, previous)?;
+    app.audited(
+        actor,
+        "endpoints.rollback",
+        &format!("endpoint:{name} model:{}@{previous}", e.model),
+        || {
+            let mut e = e.clone();
+            e.history.pop();
+            e.version = previous;
+            e.updated_unix_ms = now_ms();
+            e.updated_by = actor.name.clone();
+            app.store.put(&ENDPOINTS, name, &e)?;
+            app.endpoints.set(name, Some(served));
+            Ok(e)
+        },
+    )
+}
+
+pub fn list(app: &App) -> Result<Vec<Endpoint>, ServiceError> {
+    Ok(app
+        .store
+        .list(&ENDPOINTS)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// Issues a key for application `app_name` scoped to `endpoints`; the secret is shown once.
+pub fn create_key(
+    app: &App,
+    actor: &Actor,
+    app_name: &str,
+    endpoints: &[String],
+) -> Result<(KeyView, String), ServiceError> {
+    if app_name.is_empty() || app_name.len() > 64 || app_name.chars().any(char::is_control) {
+        return Err(ServiceError::unprocessable(
+            "app: 1 to 64 printable characters",
+        ));
+    }
+    if endpoints.is_empty() || endpoints.len() > 64 {
+        return Err(ServiceError::unprocessable(
+            "endpoints: 1 to 64 endpoint names",
+        ));
+    }
+    for e in endpoints {
+        validate_endpoint_name(e)?;
+    }
+    let id = hex::encode(crate::auth::random_bytes::<8>().map_err(ServiceError::internal)?);
+    let secret = hex::encode(crate::auth::random_bytes::<24>().map_err(ServiceError::internal)?);
+    let key = ApiKey {
+        id: id.clone(),
+        app: app_name.to_owned(),
+        endpoints: endpoints.to_vec(),
+        secret_sha256: sha256_hex(secret.as_bytes()),
+        created_unix_ms: now_ms(),
+        created_by: actor.name.clone(),
+        revoked_unix_ms: None,
+    };
+    app.audited(
+        actor,
+        "keys.create",
+        &format!("key:{id} app:{app_name} endpoints:{}", endpoints.join(",")),
+        || {
+            app.store.put(&KEYS, &id, &key)?;
+            app.endpoints
+                .keys
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), key.clone());
+            Ok(())
+        },
+    )?;
+    Ok((KeyView::from(&key), format!("{KEY_PREFIX}{id}_{secret}")))
+}
+
+pub fn revoke_key(app: &App, actor: &Actor, id: &str) -> Result<KeyView, ServiceError> {
+    let mut key = app
+        .store
+        .get(&KEYS, id)?
+        .ok_or_else(|| ServiceError::not_found(format!("no key {id:?}")))?;
+    app.audited(
+        actor,
+        "keys.revoke",
+        &format!("key:{id} app:{}", key.app),
+        || {
+            key.revoked_unix_ms.get_or_insert_with(now_ms);
+            app.store.put(&KEYS, id, &key)?;
+            app.endpoints
+                .keys
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.to_owned(), key.clone());
+            Ok(KeyView::from(&key))
+        },
+    )
+}
+
+pub fn list_keys(app: &App) -> Result<Vec<KeyView>, ServiceError> {
+    Ok(app
+        .store
+        .list(&KEYS)?
+        .iter()
+        .map(|(_, k)| KeyView::from(k))
+        .collect())
+}
+
+/// Validates and predicts `body` on endpoint `name`.
+pub async fn predict(
+    app: &App,
+    name: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, ServiceError> {
+    let live = app
+        .endpoints
+        .live(name)
+        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))?;
+    let served = live
+        .current
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .ok_or_else(|| {
+            ServiceError::new(
+                StatusCode::GONE,
+                format!("endpoint {name} serves no live model (its version was retired)"),
+            )
+        })?;
+    let inputs: Vec<(&str, ColumnKind)> = served
+        .inputs
+        .iter()
+        .map(|(n, k)| (n.as_str(), *k))
+        .collect();
+    let rows =
+        serve::parse_rows(&inputs, body).map_err(|e| ServiceError::unprocessable(e.to_string()))?;
+    let (reply, rx) = oneshot::channel();
+    let work = Work {
+        served: Arc::clone(&served),
+        rows,
+        reply,
+    };
+    match live.tx.try_send(work) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Err(ServiceError::unavailable("endpoint queue full: retry"));
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            return Err(ServiceError::unavailable("endpoint worker stopped"));
+        }
+    }
+    let out = rx
+        .await
+        .map_err(|_| ServiceError::internal("the endpoint worker dropped the request"))?
+        .map_err(ServiceError::unprocessable)?;
+    Ok(serde_json::json!({
+        "endpoint": name,
+        "model": served.name,
+        "version": served.version,
+        "classes": served.model.classes(),
+        "predictions": out,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP.
+
+type ApiResult = Result<Response, ServiceError>;
+
+pub async fn api_predict(
+    State(app): State<Arc<App>>,
+    Extension(_key): Extension<KeyCaller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let start = Instant::now();
+    let result = predict(&app, &name, &body).await;
+    let resp = match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => crate::api::error_response(&e),
+    };
+    if let Some(l) = app.endpoints.live(&name) {
+        record(&l.stats, resp.status().as_u16(), start.elapsed());
+    }
+    resp
+}
+
+fn record(stats: &Mutex<Stats>, status: u16, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
+    *s.requests.entry(status).or_default() += 1;
+    s.count += 1;
+    s.sum += secs;
+    for (i, b) in BUCKETS.iter().enumerate() {
+        if secs <= *b {
+            s.buckets[i] += 1;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    /// `name@version`.
+    pub model: String,
+}
+
+#[derive(Serialize)]
+struct EndpointView {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    /// Whether a live model answers.
+    serving: bool,
+    requests: u64,
+    rows: u64,
+    batches: u64,
+    p50_seconds: Option<f64>,
+    p99_seconds: Option<f64>,
+}
+
+fn view(app: &App, e: Endpoint) -> EndpointView {
+    let serving = app.endpoints.live(&e.name).is_some_and(|l| {
+        l.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    });
+    let s = app.endpoints.stats(&e.name).unwrap_or_default();
+    EndpointView {
+        serving,
+        requests: s.count,
+        rows: s.rows,
+        batches: s.batches,
+        p50_seconds: s.quantile(0.5),
+        p99_seconds: s.quantile(0.99),
+        endpoint: e,
+    }
+}
+
+pub async fn api_list(State(app): State<Arc<App>>) -> ApiResult {
+    let all = list(&app)?;
+    Ok(Json(all.into_iter().map(|e| view(&app, e)).collect::<Vec<_>>()).into_response())
+}
+
+pub async fn api_deploy(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    crate::api::Body(body): crate::api::Body<DeployBody>,
+) -> ApiResult {
+    let (model, version) = registry::parse_ref(&body.model)
+        .ok_or_else(|| ServiceError::unprocessable("model: expected NAME@VERSION"))?;
+    let (model, version) = (model.to_owned(), version);
+    let e = app
+        .blocking(move |app| deploy(app, &caller.actor, &name, &model, version))
+        .await?;
+    Ok(Json(view(&app, e)).into_response())
+}
+
+pub async fn api_rollback(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let e = app
+        .blocking(move |app| rollback(app, &caller.actor, &name))
+        .await?;
+    Ok(Json(view(&app, e)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    pub app: String,
+    pub endpoints: Vec<String>,
+}
+
+pub async fn api_list_keys(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(Json(list_keys(&app)?).into_response())
+}
+
+pub async fn api_create_key(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    crate::api::Body(body): crate::api::Body<KeyBody>,
+) -> ApiResult {
+    let (view, secret) = app
+        .blocking(move |app| create_key(app, &caller.actor, &body.app, &body.endpoints))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "key": view, "secret": secret })),
+    )
+        .into_response())
+}
+
+pub async fn api_revoke_key(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let v = app
+        .blocking(move |app| revoke_key(app, &caller.actor, &id))
+        .await?;
+    Ok(Json(v).into_response())
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |s| format!("≤ {:.2} ms", s * 1000.0))
+}
+
+pub async fn page_list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Response {
+    let all = match list(&app) {
+        Ok(l) => l,
+        Err(e) => return crate::pages::error_page(&e),
+    };
+    let views: Vec<EndpointView> = all.into_iter().map(|e| view(&app, e)).collect();
+    let body = html! {
+        @if views.is_empty() { p.meta { "No endpoints yet: deploy an approved model version (hearth deploy MODEL@VERSION --endpoint NAME)." } }
+        @else {
+            table.endpoints {
+                thead { tr { th { "Endpoint" } th { "Model" } th { "Status" } th { "Requests" } th { "Rows" } th { "Batches" } th { "p50" } th { "p99" } th { "Updated" } } }
+                tbody {
+                    @for v in &views {
+                        tr {
+                            td { code { (v.endpoint.name) } }
+                            td { a href={ "/models/" (v.endpoint.model) "/" (v.endpoint.version) } { (v.endpoint.model) "@" (v.endpoint.version) } }
+                            td { @if v.serving { "serving" } @else { "stopped (retired)" } }
+                            td { (v.requests) }
+                            td { (v.rows) }
+                            td { (v.batches) }
+                            td { (ms(v.p50_seconds)) }
+                            td { (ms(v.p99_seconds)) }
+                            td { (crate::jobs::format_time(v.endpoint.updated_unix_ms / 1000)) " by " (v.endpoint.updated_by) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    crate::pages::page_response(crate::pages::layout(
+        "Endpoints",
+        Some(&caller),
+        &csrf.0,
+        body,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn served(seed: u64, version: u32) -> Arc<Served> {
+        use hearth_ml::train::{ModelKind, TrainSpec, train};
+        let frame = hearth_ml::synth::patient_risk(300, seed);
+        let spec = TrainSpec {
+            target: hearth_ml::synth::PATIENT_TARGET.into(),
+            model: ModelKind::LogReg,
+            features: Some(vec!["age".into(), "smoker".into()]),
+            epochs: 2,
+            seed,
+            threads: 1,
+            ..TrainSpec::default()
+        };
+        let model = train(&frame, &spec, &mut |_| std::ops::ControlFlow::Continue(()))
+            .unwrap()
+            .model;
+        let inputs = serve::inputs(&model)
+            .into_iter()
+            .map(|(n, k)| (n.to_owned(), k))
+            .collect();
+        Arc::new(Served {
+            model,
+            name: "m".into(),
+            version,
+            inputs,
+        })
+    }
+
+    /// Requests waiting when the worker wakes run as one batch per version, and each gets the
+    /// predictions of its own rows by the version it was sent to.
+    #[test]
+    fn queued_requests_batch_per_version_and_get_their_own_answers() {
+        let (a, b) = (served(1, 1), served(2, 2));
+        let (tx, rx) = mpsc::sync_channel(64);
+        let mut waiting = Vec::new();
+        for i in 0..30usize {
+            // Versions in runs: 10 of a, 10 of b, 10 of a.
+            let s = if (10..20).contains(&i) { &b } else { &a };
+            #[allow(clippy::cast_precision_loss)]
+            let rows: Vec<Vec<Cell>> = (0..1 + i % 3)
+                .map(|j| {
+                    vec![
+                        Cell::Number(20.0 + (i * 3 + j) as f64),
+                        Cell::Bool(j % 2 == 0),
+                    ]
+                })
+                .collect();
+            let (reply, answer) = oneshot::channel();
+            tx.send(Work {
+                served: Arc::clone(s),
+                rows: rows.clone(),
+                reply,
+            })
+            .unwrap();
+            waiting.push((Arc::clone(s), rows, answer));
+        }
+        drop(tx);
+        let stats = Mutex::new(Stats::default());
+        worker(&rx, &stats);
+        let stats = stats.into_inner().unwrap();
+        assert_eq!(stats.batches, 3, "one batch per run of a version");
+        assert_eq!(stats.rows, (0..30u64).map(|i| 1 + i % 3).sum::<u64>());
+        for (s, rows, answer) in waiting {
+            let out = answer.blocking_recv().unwrap().unwrap();
+            assert_eq!(out.len(), rows.len());
+            let mut p = s.model.predictor();
+            for (row, pred) in rows.iter().zip(&out) {
+                let values: Vec<_> = row.iter().map(Cell::as_value).collect();
+                let alone = p.predict(&values).unwrap()[0];
+                let batched = pred.probabilities.as_ref().unwrap()[1];
+                assert!((alone - batched).abs() < 1e-6, "{alone} {batched}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_come_from_the_histogram() {
+        let s = Mutex::new(Stats::default());
+        for _ in 0..98 {
+            record(&s, 200, Duration::from_micros(80));
+        }
+        record(&s, 200, Duration::from_micros(600));
+        record(&s, 422, Duration::from_millis(3));
+        let s = s.into_inner().unwrap();
+        assert_eq!(s.quantile(0.5), Some(0.0001));
+        assert_eq!(s.quantile(0.99), Some(0.00075));
+        assert_eq!(s.quantile(1.0), Some(0.005));
+        assert_eq!(s.requests.get(&422), Some(&1));
+        assert_eq!(Stats::default().quantile(0.5), None);
+    }
+}
