@@ -164,7 +164,8 @@ impl ImageSpec {
 /// One file of the build output.
 #[derive(Clone, Debug, Serialize)]
 pub struct Artifact {
-    pub path: PathBuf,
+    /// The file's name in the output directory.
+    pub file: String,
     pub size: u64,
     pub sha256: String,
 }
@@ -219,9 +220,9 @@ impl Output {
     }
 }
 
-fn artifact(dir: &Path, name: &str, bytes: &[u8]) -> Artifact {
+fn artifact(name: &str, bytes: &[u8]) -> Artifact {
     Artifact {
-        path: dir.join(name),
+        file: name.to_owned(),
         size: bytes.len() as u64,
         sha256: hex::encode(Bank::Sha256.hash(bytes)),
     }
@@ -563,9 +564,9 @@ pub fn build(
         flavor: spec.flavor,
         kernel_version: inputs.kernel_version.clone(),
         cmdline: spec.cmdline.clone(),
-        image: artifact(out_dir, "hearth.img", &image_bytes),
-        uki: artifact(out_dir, "hearth.efi", &uki),
-        initrd: artifact(out_dir, "initrd.cpio.zst", &initrd),
+        image: artifact("hearth.img", &image_bytes),
+        uki: artifact("hearth.efi", &uki),
+        initrd: artifact("initrd.cpio.zst", &initrd),
         initrd_uncompressed_size: cpio.len() as u64,
         initrd_files: archive.paths().count(),
         modules,
@@ -573,7 +574,7 @@ pub fn build(
             .into_iter()
             .map(|(p, v)| (p, hex::encode(v)))
             .collect(),
-        reference: artifact(out_dir, "reference.json", reference_json.as_bytes()),
+        reference: artifact("reference.json", reference_json.as_bytes()),
         reference_signature: hex::encode(signature),
         signing_public_key: hex::encode(key.public_key()),
         dev_key: key.dev,

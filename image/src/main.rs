@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
             let m = &built.manifest;
             println!(
                 "image:      {} ({} MiB, {} MiB UKI)",
-                m.image.path.display(),
+                built.image().display(),
                 m.image.size >> 20,
                 m.uki.size >> 20
             );
