@@ -2,6 +2,8 @@
 //! measure the rest, hearth-init measures the configuration, hearthd seals its store to the
 //! TPM. Driven from outside over the forwarded console port, as an auditor and an operator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

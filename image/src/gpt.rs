@@ -4,6 +4,8 @@
 
 /// Sector size of the image.
 pub const SECTOR: u64 = 512;
+/// [`SECTOR`] as a buffer length.
+const SECTOR_BYTES: usize = 512;
 /// First usable LBA (1 MiB alignment).
 pub const FIRST_LBA: u64 = 2048;
 const ENTRIES: u32 = 128;
@@ -99,7 +101,7 @@ impl Layout {
     }
 
     fn protective_mbr(&self) -> Vec<u8> {
-        let mut mbr = vec![0u8; SECTOR as usize];
+        let mut mbr = vec![0u8; SECTOR_BYTES];
         let p = &mut mbr[446..462];
         p[0] = 0x00; // not bootable
         p[1..4].copy_from_slice(&[0x00, 0x02, 0x00]); // CHS of LBA 1
@@ -137,7 +139,7 @@ fn header(
     l: &Layout,
     entries_crc: u32,
 ) -> Vec<u8> {
-    let mut h = vec![0u8; SECTOR as usize];
+    let mut h = vec![0u8; SECTOR_BYTES];
     h[0..8].copy_from_slice(b"EFI PART");
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
     h[12..16].copy_from_slice(&92u32.to_le_bytes());

@@ -208,6 +208,6 @@ mod tests {
                 "kernel/c/crc32c_generic.ko"
             ]
         );
-        assert!(resolve_modules(dep, &["nope"]).is_err());
+        resolve_modules(dep, &["nope"]).unwrap_err();
     }
 }

@@ -112,6 +112,9 @@ mod tests {
         let loaded = SigningKey::load(&path).unwrap();
         assert!(!loaded.dev);
         std::fs::write(dir.path().join("bad"), b"nope").unwrap();
-        assert!(SigningKey::load(&dir.path().join("bad")).is_err());
+        assert!(matches!(
+            SigningKey::load(&dir.path().join("bad")),
+            Err(SignError::BadKey { .. })
+        ));
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Where the image builder puts the configuration, and where PID 1 reads it.
 pub const INIT_CONFIG_PATH: &str = "/etc/hearth/init.toml";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InitConfig {
     /// Kernel modules to load, in order, as paths inside the initrd (dependencies first).
@@ -18,18 +18,6 @@ pub struct InitConfig {
     pub data: DataSection,
     pub hearthd: HearthdSection,
     pub tpm: TpmSection,
-}
-
-impl Default for InitConfig {
-    fn default() -> Self {
-        InitConfig {
-            modules: Vec::new(),
-            network: NetworkSection::default(),
-            data: DataSection::default(),
-            hearthd: HearthdSection::default(),
-            tpm: TpmSection::default(),
-        }
-    }
 }
 
 /// A static IPv4 configuration. The default fits QEMU user networking.
@@ -166,7 +154,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("mtu"), "{e}");
-        assert!(InitConfig::parse("x", "[network]\nprefix_len = 33\n").is_err());
+        InitConfig::parse("x", "[network]\nprefix_len = 33\n").unwrap_err();
     }
 
     #[test]

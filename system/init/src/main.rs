@@ -273,7 +273,7 @@ fn spawn_hearthd(config: &InitConfig) -> Option<Child> {
     // SAFETY: between fork and exec the child only calls sigprocmask, which is
     // async-signal-safe and touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| sys::unblock_signals());
+        cmd.pre_exec(sys::unblock_signals);
     }
     match cmd.spawn() {
         Ok(child) => {

@@ -127,7 +127,8 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 
 fn sockaddr_in(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        // AF_INET is 2.
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap_or_default(),
         sin_port: 0,
         sin_addr: libc::in_addr {
             s_addr: u32::from(addr).to_be(),
@@ -189,7 +190,9 @@ pub fn interface_up(interface: &str) -> io::Result<()> {
     sock.ioctl(libc::SIOCGIFFLAGS, &mut req)?;
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // IFF_UP | IFF_RUNNING is 0x41.
+    let up = libc::c_short::try_from(libc::IFF_UP | libc::IFF_RUNNING).unwrap_or_default();
+    req.ifr_ifru.ifru_flags = flags | up;
     sock.ioctl(libc::SIOCSIFFLAGS, &mut req)
 }
 
