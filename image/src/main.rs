@@ -47,6 +47,12 @@ enum Cmd {
         esp_mib: u64,
         #[arg(long, default_value_t = 1024)]
         data_mib: u64,
+        /// The appliance's static address (default: 10.0.2.15/24, QEMU user networking).
+        #[arg(long)]
+        address: Option<String>,
+        /// Its default gateway (default: 10.0.2.2; "none" for no default route).
+        #[arg(long)]
+        gateway: Option<String>,
     },
     /// Boot the image in QEMU (OVMF + swtpm); the console is forwarded to 127.0.0.1:PORT.
     Vm {
@@ -84,6 +90,8 @@ fn main() -> anyhow::Result<()> {
             signing_key,
             esp_mib,
             data_mib,
+            address,
+            gateway,
         } => {
             let t = std::time::Instant::now();
             let bin_dir = match bin_dir {
@@ -112,7 +120,24 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => SigningKey::load(&path)?,
                 None => SigningKey::dev(&out.join("dev-signing-key.pk8"))?,
             };
+            let mut network = hearth_init::config::NetworkSection::default();
+            if let Some(a) = address {
+                let (ip, prefix) = a.split_once('/').unwrap_or((a.as_str(), "24"));
+                network.address = ip.parse().with_context(|| format!("--address {a}"))?;
+                network.prefix_len = prefix.parse().with_context(|| format!("--address {a}"))?;
+                if network.prefix_len > 32 {
+                    bail!("--address {a}: the prefix is at most 32");
+                }
+            }
+            match gateway.as_deref() {
+                None => {}
+                Some("none") => network.gateway = None,
+                Some(g) => {
+                    network.gateway = Some(g.parse().with_context(|| format!("--gateway {g}"))?)
+                }
+            }
             let spec = ImageSpec {
+                network,
                 flavor: match flavor {
                     FlavorArg::Vm => Flavor::Vm,
                     FlavorArg::Box => Flavor::Box,

@@ -278,6 +278,12 @@ fn spawn_hearthd(config: &InitConfig) -> Option<Child> {
     match cmd.spawn() {
         Ok(child) => {
             say(&format!("hearthd started (pid {})", child.id()));
+            if let Some(port) = listen_port(&h.config) {
+                say(&format!(
+                    "console: https://{}:{port}/ (once hearthd says it is serving)",
+                    config.network.address
+                ));
+            }
             Some(child)
         }
         Err(e) => {
@@ -285,6 +291,14 @@ fn spawn_hearthd(config: &InitConfig) -> Option<Child> {
             None
         }
     }
+}
+
+/// The port of hearthd's `listen` address, read from its configuration file.
+fn listen_port(path: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let listen: std::net::SocketAddr = table.get("listen")?.as_str()?.parse().ok()?;
+    Some(listen.port())
 }
 
 /// Runs hearthd until a signal asks the machine to stop; restarts it with backoff.
