@@ -220,6 +220,27 @@ impl Output {
     }
 }
 
+/// SHA-256 and size of a file, read in 1 MiB pieces (the disk image is large and sparse).
+pub fn file_sha256(path: &Path) -> Result<(u64, [u8; 32]), ImageError> {
+    use std::io::Read as _;
+    let io = |e| ImageError::io(&path.display().to_string(), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        ctx.update(&buf[..n]);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    Ok((size, out))
+}
+
 fn artifact(name: &str, bytes: &[u8]) -> Artifact {
     Artifact {
         file: name.to_owned(),
@@ -434,6 +455,41 @@ fn disk(path: &Path, layout: &gpt::Layout, esp: &[u8]) -> Result<(), ImageError>
     f.sync_all().map_err(io)
 }
 
+/// Copies the disk image `from` to `to`, leaving all-zero MiB as holes (the empty data
+/// partition stays sparse).
+pub fn copy_sparse(from: &Path, to: &Path) -> Result<(), ImageError> {
+    use std::io::Read as _;
+    let mut src =
+        std::fs::File::open(from).map_err(|e| ImageError::io(&from.display().to_string(), e))?;
+    let io = |e| ImageError::io(&to.display().to_string(), e);
+    let _ = std::fs::remove_file(to);
+    let mut dst = std::fs::File::create(to).map_err(io)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let got = src
+                .read(&mut buf[n..])
+                .map_err(|e| ImageError::io(&from.display().to_string(), e))?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            dst.seek(SeekFrom::Start(size)).map_err(io)?;
+            dst.write_all(&buf[..n]).map_err(io)?;
+        }
+        size += n as u64;
+    }
+    dst.set_len(size).map_err(io)?;
+    dst.sync_all().map_err(io)
+}
+
 /// Copies the ESP of the image at `from` over the ESP of the disk at `to`, keeping its data
 /// partition: what an update of slot A does (both must have the same layout).
 pub fn install_esp(from: &Path, to: &Path, layout: &gpt::Layout) -> Result<(), ImageError> {
@@ -557,14 +613,18 @@ pub fn build(
     )?;
     write(&out_dir.join("initrd.cpio.zst"), &initrd)?;
 
-    let image_bytes = read(&image_path)?;
+    let (image_size, image_sha256) = file_sha256(&image_path)?;
     let manifest = Manifest {
         format: "hearth-image-manifest/1",
         version: env!("CARGO_PKG_VERSION"),
         flavor: spec.flavor,
         kernel_version: inputs.kernel_version.clone(),
         cmdline: spec.cmdline.clone(),
-        image: artifact("hearth.img", &image_bytes),
+        image: Artifact {
+            file: "hearth.img".to_owned(),
+            size: image_size,
+            sha256: hex::encode(image_sha256),
+        },
         uki: artifact("hearth.efi", &uki),
         initrd: artifact("initrd.cpio.zst", &initrd),
         initrd_uncompressed_size: cpio.len() as u64,
