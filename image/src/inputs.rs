@@ -46,7 +46,7 @@ impl Inputs {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|v| Path::new(&format!("/boot/vmlinuz-{v}")).exists())
             .collect();
-        versions.sort();
+        versions.sort_by_key(|v| version_key(v));
         let Some(version) = versions.pop() else {
             return Err(ImageError::Missing {
                 what: "a kernel with modules (/boot/vmlinuz-V and /lib/modules/V; `just setup` installs linux-image-amd64)".to_owned(),
@@ -84,6 +84,14 @@ impl Inputs {
         }
         Ok(())
     }
+}
+
+/// A kernel version's numbers, for ordering (`6.1.0-56` after `6.1.0-9`).
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or(0))
+        .collect()
 }
 
 /// The modules to load for `names`, dependencies first, as paths relative to the modules
@@ -191,6 +199,13 @@ pub fn initrd_path(host: &Path) -> Result<String, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions_order_numerically() {
+        let mut v = vec!["6.1.0-56-amd64", "6.1.0-9-amd64", "6.10.0-1-amd64"];
+        v.sort_by_key(|v| version_key(v));
+        assert_eq!(v, ["6.1.0-9-amd64", "6.1.0-56-amd64", "6.10.0-1-amd64"]);
+    }
 
     #[test]
     fn modules_come_dependencies_first_once_each() {
