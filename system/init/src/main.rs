@@ -280,7 +280,7 @@ fn spawn_hearthd(config: &InitConfig) -> Option<Child> {
             say(&format!("hearthd started (pid {})", child.id()));
             if let Some(port) = listen_port(&h.config) {
                 say(&format!(
-                    "console: https://{}:{port}/ (once hearthd says it is serving)",
+                    "the console will be at https://{}:{port}/ once hearthd serves it",
                     config.network.address
                 ));
             }
