@@ -184,12 +184,31 @@ fn main() -> anyhow::Result<()> {
             }
             let state = state.unwrap_or_else(|| target_dir().join("image/vm-state"));
             std::fs::create_dir_all(&state)?;
+            // The machine's own disk: a copy of the image the first time; later, the image's ESP
+            // installed over it (an update of slot A) so the data partition stays.
+            let disk = state.join("disk.img");
+            if disk.exists() {
+                let manifest: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(image.with_file_name("manifest.json"))
+                        .context("the image's manifest.json")?,
+                )?;
+                let mib = |k: &str| manifest["layout"][k].as_u64().unwrap_or(0) >> 20;
+                let layout = hearth_image::gpt::Layout::new(mib("esp_bytes"), mib("data_bytes"));
+                hearth_image::install_esp(&image, &disk, &layout)?;
+                println!(
+                    "installed {} into slot A of {} (data kept)",
+                    image.display(),
+                    disk.display()
+                );
+            } else {
+                hearth_image::copy_sparse(&image, &disk)?;
+            }
             println!(
                 "booting {} (state in {}); console at https://127.0.0.1:{port}/ once hearthd prints it; Ctrl-A X quits QEMU",
-                image.display(),
+                disk.display(),
                 state.display()
             );
-            let mut config = VmConfig::new(&image, &state, port);
+            let mut config = VmConfig::new(&disk, &state, port);
             config.interactive = true;
             Vm::start(config)?.wait()?;
             Ok(())
