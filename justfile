@@ -5,13 +5,15 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # Debian packages the build, the tests and `just run` need.
 packages := "swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config chromium chromium-driver"
 swtpm_port := "2321"
+# What the image build and its QEMU boot need (hearth-image, `just vm`, the hil-tests).
+image_packages := "linux-image-amd64 systemd-boot-efi ovmf qemu-system-x86 mtools e2fsprogs binutils"
 
 # List the recipes.
 default:
     @just --list
 
 # Install missing Debian packages (idempotent; quiet when everything is there).
-setup: (_apt packages)
+setup: (_apt packages) (_apt image_packages)
 
 _apt pkgs:
     @missing=$(for p in {{pkgs}}; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done); if [ -n "$missing" ]; then echo "installing:" $missing; sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null; fi
@@ -28,6 +30,18 @@ stop:
 # Run the whole test suite (every test against real swtpm processes).
 test: setup
     cargo test --workspace --locked
+
+# Build target/image/hearth.img and its signed reference.json (flavor: vm = for QEMU + swtpm, box).
+image flavor="vm": setup
+    cargo run -q --locked -p hearth-image -- build --flavor {{flavor}}
+
+# Boot target/image/hearth.img in QEMU with OVMF and swtpm; console on https://127.0.0.1:8443.
+vm: setup
+    cargo run -q --locked -p hearth-image -- vm
+
+# The hardware-in-the-loop tests: build the image, boot it in QEMU, verify, claim, tamper.
+hil: setup
+    cargo test --locked -p hearth-hil-tests --test boot -- --nocapture
 
 # Formatting and clippy, as CI runs them.
 lint:
