@@ -319,11 +319,12 @@ impl Gpu {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
-        let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
-        matrix(K, "a", a.len(), a_rows, a_cols, lda)?;
-        matrix(K, "b", b.len(), b_rows, b_cols, ldb)?;
-        matrix(K, "c", c.len(), m, n, ldc)?;
+        check_gemm(
+            (m, n, k),
+            (a.len(), lda, trans_a),
+            (b.len(), ldb, trans_b),
+            (c.len(), ldc),
+        )?;
         let (mi, ni, ki) = (int(K, m)?, int(K, n)?, int(K, k)?);
         let (ldai, ldbi, ldci) = (int(K, lda)?, int(K, ldb)?, int(K, ldc)?);
         let (ta, tb) = (i32::from(trans_a), i32::from(trans_b));
@@ -592,7 +593,24 @@ pub fn check_indices(idx: &[u32], rows: usize) -> Result<(), CudaError> {
     }
 }
 
-fn need(kernel: &'static str, what: &str, len: usize, needed: usize) -> Result<(), CudaError> {
+/// Errors unless `op(a)` (m × k), `op(b)` (k × n) and `c` (m × n), each given as (elements,
+/// leading dimension[, transposed]), hold every element `gemm_f32` touches.
+pub fn check_gemm(
+    (m, n, k): (usize, usize, usize),
+    (a_len, lda, trans_a): (usize, usize, bool),
+    (b_len, ldb, trans_b): (usize, usize, bool),
+    (c_len, ldc): (usize, usize),
+) -> Result<(), CudaError> {
+    const K: &str = "gemm_f32";
+    let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
+    let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
+    matrix(K, "a", a_len, a_rows, a_cols, lda)?;
+    matrix(K, "b", b_len, b_rows, b_cols, ldb)?;
+    matrix(K, "c", c_len, m, n, ldc)
+}
+
+/// Errors unless a buffer of `len` elements holds the `needed` a kernel touches.
+pub fn need(kernel: &'static str, what: &str, len: usize, needed: usize) -> Result<(), CudaError> {
     if len < needed {
         return Err(CudaError::Shape {
             kernel,

@@ -13,7 +13,7 @@
 
 use std::ops::Range;
 
-use crate::cuda::{CudaError, Gpu, LOSS_BLOCKS, Word, check_indices};
+use crate::cuda::{CudaError, Gpu, LOSS_BLOCKS, Word, check_gemm, check_indices, need};
 use crate::reference as r;
 use cudarc::driver::CudaSlice;
 
@@ -467,16 +467,6 @@ impl Device for Gpu {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Reference;
 
-fn need(kernel: &'static str, what: &str, len: usize, needed: usize) -> Result<(), CudaError> {
-    if len < needed {
-        return Err(shape(
-            kernel,
-            format!("{what} holds {len} elements, {needed} are needed"),
-        ));
-    }
-    Ok(())
-}
-
 fn put_partial(partial: &mut [f32], total: f32) {
     partial.iter_mut().for_each(|p| *p = 0.0);
     if let Some(first) = partial.first_mut() {
@@ -548,23 +538,12 @@ impl Device for Reference {
         region(K, a.0.len(), &a.1)?;
         region(K, b.0.len(), &b.1)?;
         region(K, c.0.len(), &c.1)?;
-        let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
-        let (br, bc) = if trans_b { (n, k) } else { (k, n) };
-        for (what, len, rows, cols, ld) in [
-            ("a", a.1.len(), ar, ac, lda),
-            ("b", b.1.len(), br, bc, ldb),
-            ("c", c.1.len(), m, n, ldc),
-        ] {
-            if rows > 0 && cols > 0 {
-                if ld < cols {
-                    return Err(shape(
-                        K,
-                        format!("{what}'s leading dimension {ld} < {cols}"),
-                    ));
-                }
-                need(K, what, len, (rows - 1) * ld + cols)?;
-            }
-        }
+        check_gemm(
+            (m, n, k),
+            (a.1.len(), lda, trans_a),
+            (b.1.len(), ldb, trans_b),
+            (c.1.len(), ldc),
+        )?;
         r::gemm_f32(
             m,
             n,

@@ -209,18 +209,12 @@ pub fn gemm_f32(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<(), CudaError> {
-    let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
-    let (br, bc) = if trans_b { (n, k) } else { (k, n) };
-    for (what, len, rows, cols, ld) in [
-        ("a", a.len(), ar, ac, lda),
-        ("b", b.len(), br, bc, ldb),
-        ("c", c.len(), m, n, ldc),
-    ] {
-        if rows > 0 && cols > 0 {
-            assert!(ld >= cols, "{what}: leading dimension");
-            need(what, len, (rows - 1) * ld + cols);
-        }
-    }
+    hearth_kernels::cuda::check_gemm(
+        (m, n, k),
+        (a.len(), lda, trans_a),
+        (b.len(), ldb, trans_b),
+        (c.len(), ldc),
+    )?;
     if m == 0 || n == 0 {
         return Ok(());
     }
