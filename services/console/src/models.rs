@@ -442,6 +442,13 @@ pub async fn page_show(
         Ok(v) => v,
         Err(e) => return crate::pages::error_page(&e),
     };
+    let admin = caller.role == crate::UserRole::Admin;
+    let work = matches!(
+        caller.role,
+        crate::UserRole::Admin | crate::UserRole::Operator
+    );
+    let token = csrf.0.as_str();
+    let base = format!("/models/{}/{}", v.name, v.version);
     let card_pretty = serde_json::from_str::<serde_json::Value>(&v.card)
         .ok()
         .and_then(|c| serde_json::to_string_pretty(&c).ok())
@@ -451,6 +458,35 @@ pub async fn page_show(
         p { "Stage " strong class={ "stage-" (v.stage) } { (v.stage) }
             @if let Some(by) = &v.approved_by { " · approved by " (by) }
             @if let Some(by) = &v.retired_by { " · retired by " (by) " (weights crypto-erased)" } }
+        @if v.stage != Stage::Retired && (admin || (work && v.stage == Stage::Approved)) {
+            div.actions {
+                @if admin && v.stage == Stage::Candidate {
+                    form.inline method="post" action={ (base) "/approve" } {
+                        input type="hidden" name="csrf" value=(token);
+                        button #approve-model type="submit" { "Approve for serving" }
+                    }
+                }
+                @if work && v.stage == Stage::Approved {
+                    form.inline method="post" action="/endpoints" {
+                        input type="hidden" name="csrf" value=(token);
+                        input type="hidden" name="model" value=(v.label());
+                        label { "Endpoint " input #deploy-endpoint name="endpoint" required pattern="[a-z0-9_-]{1,64}" placeholder="name"; }
+                        button #deploy-model type="submit" { "Deploy" }
+                    }
+                }
+                @if admin {
+                    form.inline method="post" action={ (base) "/export" } {
+                        input type="hidden" name="csrf" value=(token);
+                        button #export-model type="submit" { "Download signed bundle" }
+                    }
+                    form.inline method="post" action={ (base) "/retire" } {
+                        input type="hidden" name="csrf" value=(token);
+                        label { input #retire-confirm type="checkbox" name="confirm" value="erase" required; " erase its weights" }
+                        button.danger #retire-model type="submit" { "Retire" }
+                    }
+                }
+            }
+        }
         h2 { "Lineage" }
         ol.lineage {
             @for d in &l.datasets {
@@ -476,6 +512,69 @@ pub async fn page_show(
         &csrf.0,
         body,
     ))
+}
+
+/// The retire form: the box that says the weights will be erased must be ticked.
+#[derive(Deserialize)]
+pub struct RetireForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn page_approve(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let target = format!("/models/{name}/{version}");
+    let result = match version_of(&version) {
+        Ok(version) => {
+            app.blocking(move |app| approve(app, &caller.actor, &name, version))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => axum::response::Redirect::to(&target).into_response(),
+        Err(e) => crate::pages::error_page(&e),
+    }
+}
+
+pub async fn page_retire(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path((name, version)): Path<(String, String)>,
+    crate::pages::FormBody(form): crate::pages::FormBody<RetireForm>,
+) -> Response {
+    if form.confirm != "erase" {
+        return crate::pages::error_page(&ServiceError::unprocessable(
+            "retiring erases the model's weights: tick the box to confirm",
+        ));
+    }
+    let target = format!("/models/{name}/{version}");
+    let result = match version_of(&version) {
+        Ok(version) => {
+            app.blocking(move |app| retire(app, &caller.actor, &name, version))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => axum::response::Redirect::to(&target).into_response(),
+        Err(e) => crate::pages::error_page(&e),
+    }
+}
+
+/// The signed bundle as a download, from the model page (admins; the egress policy applies).
+pub async fn page_export(
+    state: State<Arc<App>>,
+    caller: Extension<Caller>,
+    path: Path<(String, String)>,
+) -> Response {
+    match api_export(state, caller, path).await {
+        Ok(r) => r,
+        Err(e) => crate::pages::error_page(&e),
+    }
 }
 
 #[cfg(test)]

@@ -168,7 +168,26 @@ pub const ROUTES: &[RouteSpec] = &[
     page("POST", "/jobs/{id}/cancel", Access::Roles(WORK)),
     page("GET", "/models", Access::Roles(ALL)),
     page("GET", "/models/{name}/{version}", Access::Roles(ALL)),
+    page(
+        "POST",
+        "/models/{name}/{version}/approve",
+        Access::Roles(ADMIN),
+    ),
+    page(
+        "POST",
+        "/models/{name}/{version}/retire",
+        Access::Roles(ADMIN),
+    ),
+    page(
+        "POST",
+        "/models/{name}/{version}/export",
+        Access::Roles(ADMIN),
+    ),
     page("GET", "/endpoints", Access::Roles(ALL)),
+    page("POST", "/endpoints", Access::Roles(WORK)),
+    page("POST", "/endpoints/{name}/rollback", Access::Roles(WORK)),
+    page("POST", "/endpoint-keys", Access::Roles(WORK)),
+    page("POST", "/endpoint-keys/{id}/revoke", Access::Roles(WORK)),
 ];
 
 pub fn find_route(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -308,7 +327,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs/{id}/cancel", post(pages::cancel_job))
         .route("/models", get(models::page_list))
         .route("/models/{name}/{version}", get(models::page_show))
-        .route("/endpoints", get(endpoints::page_list))
+        .route(
+            "/models/{name}/{version}/approve",
+            post(models::page_approve),
+        )
+        .route("/models/{name}/{version}/retire", post(models::page_retire))
+        .route("/models/{name}/{version}/export", post(models::page_export))
+        .route(
+            "/endpoints",
+            get(endpoints::page_list).post(endpoints::page_deploy),
+        )
+        .route("/endpoints/{name}/rollback", post(endpoints::page_rollback))
+        .route("/endpoint-keys", post(endpoints::page_create_key))
+        .route(
+            "/endpoint-keys/{id}/revoke",
+            post(endpoints::page_revoke_key),
+        )
         .route_layer(middleware::from_fn_with_state(Arc::clone(&app), guard))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -1,6 +1,8 @@
 //! The console in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! claims the appliance, creates an operator, logs out and in again, and checks what each
-//! role sees. The console has no script; WebDriver only types and clicks.
+//! role sees; then an admin approves, deploys, switches, rolls back and retires model versions
+//! and issues and revokes an endpoint key from the models and endpoints pages. The console has
+//! no script; WebDriver only types and clicks.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -13,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::{StatusCode, header};
 use serde_json::json;
 
-use crate::harness::{ADMIN, Daemon, PASSWORD, client};
+use crate::harness::{ADMIN, Daemon, PASSWORD, client, json, login, token};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -281,6 +283,186 @@ async fn flow(c: &Client, d: &Daemon) -> Result<()> {
         "the operator was shown the users table"
     );
     ensure_text(c, "h1", "Forbidden").await?;
+    models_flow(c, d).await
+}
+
+/// The registry and serving forms. Two trained versions come through the API; everything after
+/// that is clicks.
+async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
+    let admin = login(d, ADMIN, PASSWORD).await;
+    let t = token(d, &admin).await;
+    let resp = client()
+        .post(d.url("/api/v1/datasets/churn"))
+        .bearer_auth(&t)
+        .body(crate::models::csv(400))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED,
+        "upload: {}",
+        resp.status()
+    );
+    for seed in [1, 2] {
+        let resp = client()
+            .post(d.url("/api/v1/jobs"))
+            .bearer_auth(&t)
+            .json(&json!({"dataset": "churn", "target": "y", "model": "logreg", "epochs": 5, "seed": seed}))
+            .send()
+            .await?;
+        let (status, job) = json(resp).await;
+        ensure!(status == StatusCode::ACCEPTED, "train: {status} {job}");
+        crate::models::wait_done(d, &t, job["id"].as_str().context("job id")?).await;
+    }
+
+    // The operator (still logged in) sees the candidate but no approve or retire button.
+    c.goto(&d.url("/models/churn-y/1")).await?;
+    wait_path(c, "/models/churn-y/1").await?;
+    ensure_text(c, "strong.stage-candidate", "candidate").await?;
+    for button in ["#approve-model", "#retire-model", "#export-model"] {
+        ensure!(
+            c.find_all(Locator::Css(button)).await?.is_empty(),
+            "the operator was offered {button}"
+        );
+    }
+
+    // The admin approves version 1 and deploys it from its page.
+    element(c, "form.logout button").await?.click().await?;
+    wait_path(c, "/login").await?;
+    element(c, "#name").await?.send_keys(ADMIN).await?;
+    element(c, "#password").await?.send_keys(PASSWORD).await?;
+    element(c, "#login").await?.click().await?;
+    wait_path(c, "/").await?;
+    for v in [1, 2] {
+        c.goto(&d.url(&format!("/models/churn-y/{v}"))).await?;
+        element(c, "#approve-model").await?.click().await?;
+        wait_path(c, &format!("/models/churn-y/{v}")).await?;
+        ensure_text(c, "strong.stage-approved", "approved").await?;
+    }
+    c.goto(&d.url("/models/churn-y/1")).await?;
+    element(c, "#deploy-endpoint")
+        .await?
+        .send_keys("churn")
+        .await?;
+    element(c, "#deploy-model").await?.click().await?;
+    wait_path(c, "/endpoints").await?;
+    ensure_cell(c, "churn", 2, "churn-y@1").await?;
+    ensure_cell(c, "churn", 3, "serving").await?;
+
+    // Switch to version 2 from the endpoints page, then roll back.
+    element(c, "#deploy-endpoint")
+        .await?
+        .send_keys("churn")
+        .await?;
+    element(c, "select#deploy-model")
+        .await?
+        .select_by_value("churn-y@2")
+        .await?;
+    element(c, "#deploy").await?.click().await?;
+    wait_path(c, "/endpoints").await?;
+    ensure_cell(c, "churn", 2, "churn-y@2").await?;
+
+    // A key for an application, its secret shown once; it predicts.
+    element(c, "#key-app").await?.send_keys("crm").await?;
+    element(c, "#key-endpoints")
+        .await?
+        .send_keys("churn")
+        .await?;
+    element(c, "#create-key").await?.click().await?;
+    wait_path(c, "/endpoint-keys").await?;
+    let secret = element(c, "#key-secret").await?.text().await?;
+    let secret = secret.trim().to_owned();
+    ensure!(secret.starts_with("hep_"), "key secret {secret:?}");
+    let predict = || {
+        client()
+            .post(d.url("/v1/endpoints/churn/predict"))
+            .bearer_auth(&secret)
+            .json(&json!({"rows": [crate::models::row(1)]}))
+            .send()
+    };
+    let (status, out) = json(predict().await?).await;
+    ensure!(
+        status == StatusCode::OK && out["version"] == 2,
+        "predict: {status} {out}"
+    );
+
+    c.goto(&d.url("/endpoints")).await?;
+    element(c, "button.rollback").await?.click().await?;
+    wait_path(c, "/endpoints").await?;
+    ensure_cell(c, "churn", 2, "churn-y@1").await?;
+    let (status, out) = json(predict().await?).await;
+    ensure!(
+        status == StatusCode::OK && out["version"] == 1,
+        "after rollback: {status} {out}"
+    );
+    let listed = c.source().await?;
+    ensure!(
+        !listed.contains(&secret[20..]),
+        "the endpoints page shows the key's secret"
+    );
+
+    // Retire version 1 (the box must be ticked): the endpoint stops.
+    c.goto(&d.url("/models/churn-y/1")).await?;
+    element(c, "#retire-confirm").await?.click().await?;
+    element(c, "#retire-model").await?.click().await?;
+    wait_path(c, "/models/churn-y/1").await?;
+    ensure_text(c, "strong.stage-retired", "retired").await?;
+    let (status, out) = json(predict().await?).await;
+    ensure!(
+        status == StatusCode::GONE,
+        "predict on a retired version: {status} {out}"
+    );
+    c.goto(&d.url("/endpoints")).await?;
+    ensure_cell(c, "churn", 3, "stopped (retired)").await?;
+
+    // Revoke the key: the application is refused.
+    let revoke = "//table[contains(@class, 'keys')]//tr[td[normalize-space(.) = 'crm']]//button";
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(revoke))
+        .await?
+        .click()
+        .await?;
+    wait_path(c, "/endpoints").await?;
+    let (status, _) = json(predict().await?).await;
+    ensure!(status == StatusCode::UNAUTHORIZED, "revoked key: {status}");
+
+    // Every click left its record in the audit log.
+    let resp = client()
+        .get(d.url("/api/v1/audit/export"))
+        .bearer_auth(&t)
+        .send()
+        .await?;
+    let audit = resp.text().await?;
+    for action in [
+        "models.approve",
+        "endpoints.deploy",
+        "endpoints.rollback",
+        "keys.create",
+        "keys.revoke",
+        "models.retire",
+    ] {
+        ensure!(audit.contains(action), "no {action} in the audit log");
+    }
+    Ok(())
+}
+
+/// Waits for cell `col` (1-based) of endpoint `name`'s row to read `want`.
+async fn ensure_cell(c: &Client, name: &str, col: usize, want: &str) -> Result<()> {
+    let xpath = format!(
+        "//table[contains(@class, 'endpoints')]//tr[td[1][normalize-space(.) = '{name}']]/td[{col}]"
+    );
+    let got = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&xpath))
+        .await
+        .with_context(|| format!("no row for endpoint {name}"))?
+        .text()
+        .await?;
+    ensure!(
+        got.trim() == want,
+        "endpoint {name} column {col}: {got:?}, expected {want:?}"
+    );
     Ok(())
 }
 

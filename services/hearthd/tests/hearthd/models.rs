@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::harness::{Daemon, PASSWORD, claim, client, create_user, json, login, token};
 
 /// `n` rows of a learnable table (the same generator as ml.rs, smaller).
-fn csv(rows: usize) -> String {
+pub fn csv(rows: usize) -> String {
     let mut s = String::from("x1,x2,cat,email,y\n");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {
@@ -37,7 +37,7 @@ fn csv(rows: usize) -> String {
 }
 
 /// A request row for input `i` (x1, x2, cat vary with `i`).
-fn row(i: usize) -> Value {
+pub fn row(i: usize) -> Value {
     #[allow(clippy::cast_precision_loss)]
     let f = i as f64;
     let cat = ["a", "b", "c"][i % 3];
@@ -58,7 +58,7 @@ fn in_process(model: &Model, row: &Value) -> f64 {
     model.predictor().predict(&values).unwrap()[0]
 }
 
-async fn wait_done(d: &Daemon, t: &str, id: &str) -> Value {
+pub async fn wait_done(d: &Daemon, t: &str, id: &str) -> Value {
     for _ in 0..600 {
         let (_, job) = json(
             client()
