@@ -310,8 +310,10 @@ fn main() {
     );
     let url = format!("{base}/v1/endpoints/fraud/predict");
     // CONNECTIONS workers, each with its own keep-alive connection (a client with one idle
-    // slot), warmed first. Request i is due at t0 + i / RATE and goes to worker i % CONNECTIONS,
-    // which waits for it, sends it and counts its latency from the due time.
+    // slot), warmed first. A pacer thread (an OS thread: tokio's timers tick in whole
+    // milliseconds, which would add up to 1 ms to every latency) hands request i to worker
+    // i % CONNECTIONS at t0 + i / RATE; the worker sends it as soon as its connection is free and
+    // counts its latency from the due time.
     let (lat, errors, wall) = rt.block_on(async {
         let total = RATE * SECONDS;
         let interval = Duration::from_nanos(1_000_000_000 / RATE);
@@ -334,20 +336,17 @@ fn main() {
             r.bytes().await.unwrap();
             clients.push(c);
         }
-        let start = tokio::time::Instant::now();
-        let per = CONNECTIONS as u64;
+        let mut queues = Vec::new();
         let handles: Vec<_> = clients
             .into_iter()
-            .enumerate()
-            .map(|(k, c)| {
+            .map(|c| {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+                queues.push(tx);
                 let (url, key, bodies) = (url.clone(), key.clone(), Arc::clone(&bodies));
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let mut errors = 0u64;
-                    let mut i = k as u64;
-                    while i < total {
-                        let due = start + interval * u32::try_from(i).unwrap();
-                        tokio::time::sleep_until(due).await;
+                    while let Some((i, due)) = rx.recv().await {
                         let ok = match c
                             .post(&url)
                             .bearer_auth(&key)
@@ -361,12 +360,23 @@ fn main() {
                         };
                         lat.push(due.elapsed());
                         errors += u64::from(!ok);
-                        i += per;
                     }
                     (lat, errors)
                 })
             })
             .collect();
+        let start = Instant::now();
+        let pacer = std::thread::spawn(move || {
+            for i in 0..total {
+                let due = start + interval * u32::try_from(i).unwrap();
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                queues[usize::try_from(i).unwrap() % CONNECTIONS]
+                    .send((i, due))
+                    .unwrap();
+            }
+        });
         let mut lat = Vec::new();
         let mut errors = 0u64;
         for h in handles {
@@ -374,6 +384,7 @@ fn main() {
             lat.extend(l);
             errors += e;
         }
+        pacer.join().unwrap();
         (lat, errors, start.elapsed())
     });
     let mut lat = lat;
