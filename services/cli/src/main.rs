@@ -80,6 +80,9 @@ enum Command {
     /// Deploy an approved model version to an endpoint (created, or switched without dropping
     /// requests).
     Deploy(models::DeployArgs),
+    /// Endpoints: list them with their traffic, roll one back, and issue, list and revoke
+    /// endpoint API keys (needs --url and --token).
+    Endpoints(models::EndpointsArgs),
     /// Predict through an endpoint: JSON rows on stdin (`[...]` or `{"rows": [...]}`), with an
     /// endpoint API key (--key or HEARTH_ENDPOINT_KEY).
     Predict(models::PredictArgs),
@@ -155,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Jobs(args) => jobs::jobs(args).await,
         Command::Models(args) => models::models(args).await,
         Command::Deploy(args) => models::deploy(args).await,
+        Command::Endpoints(args) => models::endpoints(args).await,
         Command::Predict(args) => models::predict(args).await,
     }
 }

@@ -1,6 +1,7 @@
-//! `hearth models …`, `hearth deploy` and `hearth predict`: the model registry on a running
-//! appliance (list, show, approve, retire, export a signed bundle), offline verification of a
-//! bundle, deploying a version to an endpoint, and predicting through an endpoint.
+//! `hearth models …`, `hearth deploy`, `hearth endpoints …` and `hearth predict`: the model
+//! registry on a running appliance (list, show, approve, retire, export a signed bundle), offline
+//! verification of a bundle, deploying a version to an endpoint, rolling it back, endpoint API
+//! keys, and predicting through an endpoint.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -86,6 +87,182 @@ pub struct PredictArgs {
     pub fingerprint: Option<String>,
     /// The endpoint.
     pub endpoint: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EndpointsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: EndpointsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointsCommand {
+    /// List endpoints: the version each serves, traffic and latency.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put an endpoint back on the version it served before (without dropping requests).
+    Rollback { endpoint: String },
+    /// Endpoint API keys for applications.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a key for an application: the secret goes to stdout, once.
+    Create {
+        /// The application it is for.
+        #[arg(long)]
+        app: String,
+        /// An endpoint it may call (repeat for more).
+        #[arg(long = "endpoint", required = true, value_name = "NAME")]
+        endpoints: Vec<String>,
+    },
+    /// Revoke a key by its id (effective on the next request).
+    Revoke { id: String },
+}
+
+fn endpoints_table(list: &Value) -> String {
+    let items = list.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return "no endpoints yet: `hearth deploy MODEL@VERSION --endpoint NAME`\n".into();
+    }
+    let ms = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map_or_else(|| "-".to_owned(), |s| format!("<= {:.2} ms", s * 1000.0))
+    };
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|e| {
+            vec![
+                text(e, "name"),
+                format!("{}@{}", text(e, "model"), text(e, "version")),
+                if e["serving"] == true {
+                    "serving".to_owned()
+                } else {
+                    "stopped (retired)".to_owned()
+                },
+                text(e, "requests"),
+                ms(e, "p50_seconds"),
+                ms(e, "p99_seconds"),
+                e["history"]
+                    .as_array()
+                    .and_then(|h| h.last())
+                    .map_or_else(|| "-".to_owned(), |v| format!("@{v}")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ENDPOINT", "MODEL", "STATUS", "REQUESTS", "P50", "P99", "ROLLBACK",
+        ],
+        &rows,
+    )
+}
+
+fn keys_table(list: &Value) -> String {
+    let items = list.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return "no endpoint keys yet: `hearth endpoints keys create --app APP --endpoint NAME`\n"
+            .into();
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|k| {
+            vec![
+                text(k, "id"),
+                text(k, "app"),
+                k["endpoints"]
+                    .as_array()
+                    .map(|e| e.iter().map(render::scalar).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+                text(k, "created_by"),
+                if k["revoked"] == true {
+                    "revoked".to_owned()
+                } else {
+                    "active".to_owned()
+                },
+            ]
+        })
+        .collect();
+    table(&["ID", "APP", "ENDPOINTS", "CREATED BY", "STATE"], &rows)
+}
+
+pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
+    let client = args.connection.client()?;
+    match args.command {
+        EndpointsCommand::List { json } => {
+            let list: Value = client.get("/api/v1/endpoints").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", endpoints_table(&list));
+            }
+        }
+        EndpointsCommand::Rollback { endpoint } => {
+            let e: Value = client
+                .post(
+                    &format!("/api/v1/endpoints/{}/rollback", encode(&endpoint)),
+                    &json!({}),
+                )
+                .await?;
+            println!(
+                "endpoint {} serves {}@{}",
+                text(&e, "name"),
+                text(&e, "model"),
+                text(&e, "version")
+            );
+        }
+        EndpointsCommand::Keys(KeysCommand::List { json }) => {
+            let list: Value = client.get("/api/v1/endpoint-keys").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", keys_table(&list));
+            }
+        }
+        EndpointsCommand::Keys(KeysCommand::Create { app, endpoints }) => {
+            let k: Value = client
+                .post(
+                    "/api/v1/endpoint-keys",
+                    &json!({ "app": app, "endpoints": endpoints }),
+                )
+                .await?;
+            eprintln!(
+                "key {} for application {}, endpoints {}: the secret below is shown only now \
+                 (Hearth keeps its SHA-256); applications send it as `Authorization: Bearer KEY`",
+                text(&k["key"], "id"),
+                text(&k["key"], "app"),
+                endpoints.join(",")
+            );
+            let secret = k["secret"]
+                .as_str()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                .context("the appliance answered without a well-formed key secret")?;
+            println!("{secret}");
+        }
+        EndpointsCommand::Keys(KeysCommand::Revoke { id }) => {
+            let k = client
+                .delete(&format!("/api/v1/endpoint-keys/{}", encode(&id)))
+                .await?;
+            println!(
+                "key {} of application {} is revoked",
+                text(&k, "id"),
+                text(&k, "app")
+            );
+        }
+    }
+    Ok(0)
 }
 
 fn model_ref(s: &str) -> Result<(String, u32), UsageError> {

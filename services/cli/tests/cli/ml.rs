@@ -719,8 +719,36 @@ fn models_are_approved_deployed_served_exported_and_verified_from_the_command_li
     );
     assert_eq!(out, "endpoint churn serves churn-y@1\n");
 
+    // A key for the application, from the command line: the secret alone on stdout.
+    let key = ok(
+        &hearth(
+            &daemon,
+            &token,
+            &[
+                "endpoints",
+                "keys",
+                "create",
+                "--app",
+                "cli-tests",
+                "--endpoint",
+                "churn",
+            ],
+        ),
+        "keys create",
+    );
+    let key = key.trim_end().to_owned();
+    assert!(
+        key.starts_with("hep_") && !key.contains(char::is_whitespace),
+        "{key:?}"
+    );
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "keys", "list"]),
+        "keys list",
+    );
+    assert!(out.contains("cli-tests") && out.contains("active"), "{out}");
+    assert!(!out.contains(&key[21..]), "the list shows no secret: {out}");
+
     // Predict: rows on stdin, the endpoint key from the environment.
-    let key = endpoint_key(&daemon, &token, "churn");
     let mut child = Command::new(HEARTH)
         .args(["predict", "churn"])
         .env("HEARTH_URL", &daemon.url)
@@ -772,6 +800,71 @@ fn models_are_approved_deployed_served_exported_and_verified_from_the_command_li
     std::fs::write(&bundle, &bytes).unwrap();
     let out = hearth(&daemon, &token, &["models", "verify", b]);
     assert_eq!(out.status.code(), Some(1));
+
+    // A second version, deployed, then rolled back from the command line.
+    ok(&hearth(&daemon, &token, &train), "train again");
+    ok(
+        &hearth(&daemon, &token, &["models", "approve", "churn-y@2"]),
+        "approve 2",
+    );
+    ok(
+        &hearth(
+            &daemon,
+            &token,
+            &["deploy", "churn-y@2", "--endpoint", "churn"],
+        ),
+        "deploy 2",
+    );
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "list"]),
+        "endpoints list",
+    );
+    assert!(out.starts_with("ENDPOINT"), "{out}");
+    assert!(
+        out.contains("churn-y@2") && out.contains("serving") && out.contains("@1"),
+        "{out}"
+    );
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "rollback", "churn"]),
+        "rollback",
+    );
+    assert_eq!(out, "endpoint churn serves churn-y@1\n");
+    let out = hearth(&daemon, &token, &["endpoints", "rollback", "churn"]);
+    assert_eq!(out.status.code(), Some(1), "nothing left to roll back to");
+    assert!(
+        stderr(&out).contains("no earlier version"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A second key, revoked: its application is refused.
+    let other = endpoint_key(&daemon, &token, "churn");
+    let id = other.split('_').nth(1).unwrap().to_owned();
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "keys", "revoke", &id]),
+        "revoke",
+    );
+    assert_eq!(
+        out,
+        format!("key {id} of application cli-tests is revoked\n")
+    );
+    let mut child = Command::new(HEARTH)
+        .args(["predict", "churn"])
+        .env("HEARTH_URL", &daemon.url)
+        .env("HEARTH_ENDPOINT_KEY", &other)
+        .env("HEARTH_FINGERPRINT", &daemon.fingerprint)
+        .env("HEARTH_LOG", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, br#"[[70, 25, 0, "pro"]]"#).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
 
     // Retired: the endpoint stops answering.
     ok(
