@@ -33,13 +33,10 @@ pub struct Assigned {
 }
 
 impl Compute {
-    /// Probes the GPUs unless the preference is the CPU.
+    /// Probes the GPUs unless the preference is the CPU (then no driver is even loaded).
     pub fn probe(preference: Preference) -> Compute {
         let inventory = if preference == Preference::Cpu {
-            let mut inv = hearth_gpu::probe();
-            inv.devices.clear();
-            inv.problem = Some("the configuration says compute.backend = \"cpu\"".into());
-            inv
+            Inventory::none("the configuration says compute.backend = \"cpu\"")
         } else {
             hearth_gpu::probe()
         };

@@ -87,6 +87,16 @@ impl std::fmt::Debug for Inventory {
 }
 
 impl Inventory {
+    /// No GPU, for `reason`, without probing anything (no driver loaded, no CUDA context).
+    pub fn none(reason: impl Into<String>) -> Inventory {
+        Inventory {
+            devices: Vec::new(),
+            problem: Some(reason.into()),
+            driver_cuda_version: None,
+            nvml: None,
+        }
+    }
+
     /// The backend training uses: `cuda` with at least one device, else `cpu`.
     pub fn backend(&self) -> &'static str {
         if self.devices.is_empty() {
@@ -314,6 +324,15 @@ mod tests {
             assert_eq!(inv.backend(), "cuda");
             assert!(inv.summary().contains(&inv.devices[0].name));
         }
+    }
+
+    #[test]
+    fn a_configured_cpu_inventory_says_why_and_has_no_telemetry() {
+        let inv = Inventory::none("configured");
+        assert_eq!(inv.backend(), "cpu");
+        assert!(!inv.has_telemetry());
+        assert_eq!(inv.problem.as_deref(), Some("configured"));
+        assert!(inv.summary().contains("configured"), "{}", inv.summary());
     }
 
     #[test]
