@@ -1237,6 +1237,70 @@ impl<R: Read> ChunkReader<'_, R> {
         }
     }
 
+    /// Checks the value counts of a `DELTA_LENGTH_BYTE_ARRAY` or `DELTA_BYTE_ARRAY` page: each
+    /// delta-binary-packed header (one; two for `DELTA_BYTE_ARRAY`, whose first stream is walked
+    /// to find the second) must count no more values than the page holds, nor more than
+    /// [`MAX_DELTA_VALUES`].
+    fn check_delta(&self, page: &Page, page_rows: u64) -> Result<(), ParquetError> {
+        let max_def = self.plan.descr.max_def_level();
+        let values = match page {
+            Page::DataPage {
+                buf,
+                num_values,
+                def_level_encoding,
+                ..
+            } => {
+                // No repetition levels (repeated columns are refused); definition levels
+                // first when the column is optional.
+                let skip = if max_def == 0 {
+                    0
+                } else if *def_level_encoding == Encoding::RLE {
+                    let len = buf
+                        .get(..4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                        .ok_or_else(|| self.fail("a page's definition levels are cut off"))?;
+                    len.saturating_add(4)
+                } else {
+                    // BIT_PACKED (deprecated): one bit per value for a flat optional column.
+                    let bits = 16 - max_def.leading_zeros() as usize;
+                    (*num_values as usize).saturating_mul(bits).div_ceil(8)
+                };
+                buf.get(skip..)
+            }
+            Page::DataPageV2 {
+                buf,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => buf.get(
+                (*def_levels_byte_len as usize).saturating_add(*rep_levels_byte_len as usize)..,
+            ),
+            Page::DictionaryPage { .. } => return Ok(()),
+        }
+        .ok_or_else(|| self.fail("a page's levels run past its end"))?;
+        let limit = page_rows.min(MAX_DELTA_VALUES);
+        let check = |count: u64| {
+            if count > limit {
+                Err(self.fail(format!(
+                    "a delta-encoded page counts {count} values in a page of {page_rows} (at most {})",
+                    limit
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let first = delta_stream(values)
+            .map_err(|what| self.fail(format!("a delta-encoded page: {what}")))?;
+        check(first.values)?;
+        if page.encoding() == Encoding::DELTA_BYTE_ARRAY {
+            let rest = values.get(first.len..).unwrap_or_default();
+            let second = delta_stream(rest)
+                .map_err(|what| self.fail(format!("a delta-encoded page's suffixes: {what}")))?;
+            check(second.values)?;
+        }
+        Ok(())
+    }
+
     fn decode_page(&self, bytes: Vec<u8>) -> Result<Page, ParquetError> {
         let len = bytes.len();
         let meta = ColumnChunkMetaData::builder(self.plan.descr.clone())
@@ -1318,9 +1382,9 @@ impl<R: Read> ChunkReader<'_, R> {
                 page.encoding(),
                 Encoding::DELTA_LENGTH_BYTE_ARRAY | Encoding::DELTA_BYTE_ARRAY
             ) {
-                // The crate sizes these decoders' buffers from counts inside the page that it
-                // does not check; not read until they are bounded here.
-                return Err(self.fail(format!("encoding {} is not supported", page.encoding())));
+                // The crate sizes these decoders' length buffers from value counts inside the
+                // page that it does not check: bounded here first.
+                self.check_delta(&page, page_rows)?;
             }
             if matches!(
                 page.encoding(),
@@ -1390,6 +1454,76 @@ impl<R: Read> ChunkReader<'_, R> {
         }
         Ok(())
     }
+}
+
+/// Most values one delta-encoded page may count: the crate holds a 4-byte length per value
+/// (twice for `DELTA_BYTE_ARRAY`), so 16 MiB each.
+const MAX_DELTA_VALUES: u64 = 1 << 22;
+
+/// A delta-binary-packed stream's value count and its length in bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct DeltaStream {
+    values: u64,
+    len: usize,
+}
+
+/// An unsigned LEB128 varint of at most 64 bits at `*at`.
+fn uleb(b: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at).ok_or("a varint is cut off")?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("a varint is longer than 64 bits".into())
+}
+
+/// Walks a DELTA_BINARY_PACKED stream (header, then blocks of a min delta, the miniblocks' bit
+/// widths and their bit-packed deltas) without decoding it: its value count and byte length.
+fn delta_stream(b: &[u8]) -> Result<DeltaStream, String> {
+    let mut at = 0;
+    let block = uleb(b, &mut at)?;
+    let miniblocks = uleb(b, &mut at)?;
+    let values = uleb(b, &mut at)?;
+    uleb(b, &mut at)?; // the first value, zigzag
+    if block == 0 || block % 128 != 0 || block > 1 << 20 {
+        return Err(format!("a block of {block} values"));
+    }
+    if miniblocks == 0 || block % miniblocks != 0 || (block / miniblocks) % 32 != 0 {
+        return Err(format!(
+            "{miniblocks} miniblocks in a block of {block} values"
+        ));
+    }
+    let per_mini = block / miniblocks;
+    let mut left = values.saturating_sub(1);
+    while left > 0 {
+        uleb(b, &mut at)?; // the block's min delta, zigzag
+        let widths_end = at
+            .checked_add(usize::try_from(miniblocks).map_err(|_| "too many miniblocks")?)
+            .filter(|&e| e <= b.len())
+            .ok_or("a block's bit widths are cut off")?;
+        let widths = &b[at..widths_end];
+        at = widths_end;
+        for &w in widths {
+            if left == 0 {
+                break;
+            }
+            if w > 64 {
+                return Err(format!("a miniblock of {w}-bit deltas"));
+            }
+            // per_mini is a multiple of 32, so whole bytes.
+            let bytes = usize::try_from(per_mini * u64::from(w) / 8).map_err(|_| "too long")?;
+            at = at
+                .checked_add(bytes)
+                .filter(|&e| e <= b.len())
+                .ok_or("a miniblock is cut off")?;
+            left = left.saturating_sub(per_mini);
+        }
+    }
+    Ok(DeltaStream { values, len: at })
 }
 
 fn finite(x: f64) -> Cell<'static> {
@@ -1747,6 +1881,42 @@ pub(crate) fn frame_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_streams_are_walked_to_their_end_and_bounded_by_their_bytes() {
+        // Header only: block 128, 4 miniblocks, one value (7, zigzag 14); then a trailing byte.
+        assert_eq!(
+            delta_stream(&[0x80, 0x01, 4, 1, 14, 0xaa]).unwrap(),
+            DeltaStream { values: 1, len: 5 }
+        );
+        // 40 values: one block (min delta 0), widths 2, 1 and two unused (arbitrary) widths;
+        // miniblocks of 32 values: 8 bytes at 2 bits, 4 bytes at 1 bit.
+        let mut b = vec![0x80, 0x01, 4, 40, 0, 0, 2, 1, 0xff, 0xff];
+        b.extend([0u8; 12]);
+        b.push(0xbb);
+        assert_eq!(
+            delta_stream(&b).unwrap(),
+            DeltaStream {
+                values: 40,
+                len: b.len() - 1
+            }
+        );
+        delta_stream(&b[..b.len() - 2]).unwrap_err();
+        // A huge count with zero-width miniblocks runs out of bytes, not time.
+        let mut huge = vec![0x80, 0x01, 4, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0];
+        huge.extend([0u8; 5000]);
+        assert!(delta_stream(&huge).unwrap_err().contains("cut off"));
+        for bad in [
+            &[0x00, 4, 1, 0][..],       // a block of 0
+            &[0x81, 0x01, 4, 1, 0][..], // 129
+            &[0x80, 0x01, 0, 1, 0][..], // no miniblocks
+            &[0x80, 0x01, 8, 1, 0][..], // miniblocks of 16
+            &[0x80, 0x01][..],
+            &[0xff; 11][..],
+        ] {
+            delta_stream(bad).unwrap_err();
+        }
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes_and_the_first_four() {

@@ -17,6 +17,10 @@ use super::{TestStore, assert_same_frame, sha256_hex};
 const PEOPLE: &[u8] = include_bytes!("../fixtures/people.parquet");
 const PEOPLE_ZSTD_V2: &[u8] = include_bytes!("../fixtures/people-zstd-v2.parquet");
 const PEOPLE_CSV: &[u8] = include_bytes!("../fixtures/people.csv");
+/// Delta encodings (strings DELTA_BYTE_ARRAY and DELTA_LENGTH_BYTE_ARRAY, ids
+/// DELTA_BINARY_PACKED), v1 pages uncompressed and v2 pages with zstd.
+const PEOPLE_DELTA: &[u8] = include_bytes!("../fixtures/people-delta.parquet");
+const PEOPLE_DELTA_V2: &[u8] = include_bytes!("../fixtures/people-delta-v2.parquet");
 const ROWS: u64 = 300;
 
 fn ingest(t: &TestStore, name: &str, data: &[u8]) -> Result<dataset::DatasetVersion, DatasetError> {
@@ -30,7 +34,12 @@ fn parquet_from_pyarrow_ingests_to_the_frame_of_its_csv() {
     assert_eq!(csv.format, DataFormat::Csv);
     let csv_frame = dataset::load_frame(t.store(), "people-csv", VersionSel::Latest).unwrap();
 
-    for (name, file) in [("people", PEOPLE), ("people-zstd", PEOPLE_ZSTD_V2)] {
+    for (name, file) in [
+        ("people", PEOPLE),
+        ("people-zstd", PEOPLE_ZSTD_V2),
+        ("people-delta", PEOPLE_DELTA),
+        ("people-delta-v2", PEOPLE_DELTA_V2),
+    ] {
         let mut seen = Vec::new();
         let v = dataset::ingest(t.store(), name, file, &mut |n| seen.push(n)).unwrap();
         assert_eq!(v.format, DataFormat::Parquet, "{name}");
@@ -172,6 +181,22 @@ fn broken_parquet_is_refused_and_leaves_nothing_behind() {
         *b = 0x5a;
     }
     cases.push(("corrupt page", bad, "row group 1"));
+
+    // A delta-encoded page that counts more strings than the page holds (the crate would size
+    // its buffer by the count): the first page of "segment" in people-delta.parquet has its
+    // DELTA_BYTE_ARRAY header (block 128, 4 miniblocks, 109 values) at byte 1774.
+    let mut bad = PEOPLE_DELTA.to_vec();
+    assert_eq!(
+        bad[1774..1778],
+        [0x80, 0x01, 0x04, 109],
+        "the fixture changed"
+    );
+    bad[1777] = 127;
+    cases.push((
+        "lying delta count",
+        bad,
+        "counts 127 values in a page of 120",
+    ));
 
     for (what, data, message) in &cases {
         let err = ingest(&t, "people", data).unwrap_err();
