@@ -27,12 +27,40 @@ const RATE: u64 = 5_000;
 const SECONDS: u64 = 10;
 const CONNECTIONS: usize = 32;
 
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
+fn runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name(name)
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// CPU seconds (user + system) this process's threads have used, by thread name.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ... field 14 utime, 15 stime (clock ticks, 100 per second).
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *out.entry(comm).or_default() += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }
 
 fn start_hearthd(sw: &Swtpm, dir: &std::path::Path) -> (std::net::SocketAddr, String) {
@@ -49,7 +77,7 @@ fn start_hearthd(sw: &Swtpm, dir: &std::path::Path) -> (std::net::SocketAddr, St
     let checked = config.check().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        runtime(2).block_on(async move {
+        runtime(2, "hearthd").block_on(async move {
             hearthd::daemon::run(checked, std::future::pending(), Some(tx))
                 .await
                 .unwrap();
@@ -215,7 +243,7 @@ fn main() {
     let sw = Swtpm::start().unwrap();
     let (addr, code) = start_hearthd(&sw, dir.path());
     let base = format!("https://{addr}");
-    let rt = runtime(1);
+    let rt = runtime(1, "loadgen");
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
@@ -314,6 +342,7 @@ fn main() {
     // milliseconds, which would add up to 1 ms to every latency) hands request i to worker
     // i % CONNECTIONS at t0 + i / RATE; the worker sends it as soon as its connection is free and
     // counts its latency from the due time.
+    let mut cpu_before = std::collections::BTreeMap::new();
     let (lat, errors, wall) = rt.block_on(async {
         let total = RATE * SECONDS;
         let interval = Duration::from_nanos(1_000_000_000 / RATE);
@@ -336,6 +365,7 @@ fn main() {
             r.bytes().await.unwrap();
             clients.push(c);
         }
+        cpu_before = cpu_by_thread();
         let mut queues = Vec::new();
         let handles: Vec<_> = clients
             .into_iter()
@@ -366,17 +396,20 @@ fn main() {
             })
             .collect();
         let start = Instant::now();
-        let pacer = std::thread::spawn(move || {
-            for i in 0..total {
-                let due = start + interval * u32::try_from(i).unwrap();
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
+        let pacer = std::thread::Builder::new()
+            .name("pacer".into())
+            .spawn(move || {
+                for i in 0..total {
+                    let due = start + interval * u32::try_from(i).unwrap();
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    queues[usize::try_from(i).unwrap() % CONNECTIONS]
+                        .send((i, due))
+                        .unwrap();
                 }
-                queues[usize::try_from(i).unwrap() % CONNECTIONS]
-                    .send((i, due))
-                    .unwrap();
-            }
-        });
+            })
+            .unwrap();
         let mut lat = Vec::new();
         let mut errors = 0u64;
         for h in handles {
@@ -387,6 +420,7 @@ fn main() {
         pacer.join().unwrap();
         (lat, errors, start.elapsed())
     });
+    let cpu_after = cpu_by_thread();
     let mut lat = lat;
     lat.sort();
     #[allow(clippy::cast_precision_loss)]
@@ -400,5 +434,23 @@ fn main() {
         percentile(&lat, 0.9),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
+    );
+    // Where the CPU went during the load, per request: hearthd's runtime threads and its
+    // endpoint worker, and the load generator (TLS client and pacer), which shares the cores.
+    #[allow(clippy::cast_precision_loss)]
+    let per_request = |prefix: &str| {
+        let used: f64 = cpu_after
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| v - cpu_before.get(k).copied().unwrap_or(0.0))
+            .sum();
+        used / lat.len() as f64 * 1e6
+    };
+    println!(
+        "    CPU per request: hearthd {:.0} us, its endpoint worker {:.0} us, load generator {:.0} us (pacer {:.0} us)",
+        per_request("hearthd"),
+        per_request("hearth-serve"),
+        per_request("loadgen"),
+        per_request("pacer"),
     );
 }
