@@ -1279,24 +1279,36 @@ impl<R: Read> ChunkReader<'_, R> {
         }
         .ok_or_else(|| self.fail("a page's levels run past its end"))?;
         let limit = page_rows.min(MAX_DELTA_VALUES);
-        let check = |count: u64| {
-            if count > limit {
-                Err(self.fail(format!(
-                    "a delta-encoded page counts {count} values in a page of {page_rows} (at most {})",
-                    limit
-                )))
-            } else {
-                Ok(())
-            }
+        let fail = |what: String| {
+            self.fail(format!(
+                "a delta-encoded page ({} values at most): {what}",
+                page_rows
+            ))
         };
-        let first = delta_stream(values)
-            .map_err(|what| self.fail(format!("a delta-encoded page: {what}")))?;
-        check(first.values)?;
+        // DELTA_LENGTH_BYTE_ARRAY: the lengths, then the bytes. DELTA_BYTE_ARRAY: the prefix
+        // lengths, then the suffixes as DELTA_LENGTH_BYTE_ARRAY.
+        let mut lengths = delta_stream(values, limit).map_err(fail)?;
         if page.encoding() == Encoding::DELTA_BYTE_ARRAY {
-            let rest = values.get(first.len..).unwrap_or_default();
-            let second = delta_stream(rest)
-                .map_err(|what| self.fail(format!("a delta-encoded page's suffixes: {what}")))?;
-            check(second.values)?;
+            let rest = values.get(lengths.len..).unwrap_or_default();
+            let suffixes =
+                delta_stream(rest, limit).map_err(|what| fail(format!("its suffixes: {what}")))?;
+            if suffixes.values != lengths.values {
+                return Err(fail(format!(
+                    "{} prefixes but {} suffixes",
+                    lengths.values, suffixes.values
+                )));
+            }
+            lengths = DeltaStream {
+                len: lengths.len + suffixes.len,
+                ..suffixes
+            };
+        }
+        let bytes = values.len() - lengths.len.min(values.len());
+        if lengths.sum > bytes as u64 {
+            return Err(fail(format!(
+                "its lengths add up to {} bytes; {bytes} follow them",
+                lengths.sum
+            )));
         }
         Ok(())
     }
@@ -1460,10 +1472,11 @@ impl<R: Read> ChunkReader<'_, R> {
 /// (twice for `DELTA_BYTE_ARRAY`), so 16 MiB each.
 const MAX_DELTA_VALUES: u64 = 1 << 22;
 
-/// A delta-binary-packed stream's value count and its length in bytes.
+/// A delta-binary-packed stream of lengths: how many, their sum, and its own length in bytes.
 #[derive(Debug, PartialEq, Eq)]
 struct DeltaStream {
     values: u64,
+    sum: u64,
     len: usize,
 }
 
@@ -1481,14 +1494,27 @@ fn uleb(b: &[u8], at: &mut usize) -> Result<u64, String> {
     Err("a varint is longer than 64 bits".into())
 }
 
-/// Walks a DELTA_BINARY_PACKED stream (header, then blocks of a min delta, the miniblocks' bit
-/// widths and their bit-packed deltas) without decoding it: its value count and byte length.
-fn delta_stream(b: &[u8]) -> Result<DeltaStream, String> {
+/// A zigzag varint as the 32-bit value the crate decodes it into (wrapping, as it does).
+fn zigzag32(b: &[u8], at: &mut usize) -> Result<i32, String> {
+    let u = uleb(b, at)?;
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let v = ((u >> 1) as i64 ^ -((u & 1) as i64)) as i32;
+    Ok(v)
+}
+
+/// Decodes a DELTA_BINARY_PACKED stream of 32-bit lengths (header, then blocks of a min delta,
+/// the miniblocks' bit widths and their bit-packed deltas, least significant bit first), as the
+/// crate would, after checking its count against `limit`: its count, the lengths' sum (each
+/// must be 0 or more) and its byte length. Work is bounded by `limit`.
+fn delta_stream(b: &[u8], limit: u64) -> Result<DeltaStream, String> {
     let mut at = 0;
     let block = uleb(b, &mut at)?;
     let miniblocks = uleb(b, &mut at)?;
     let values = uleb(b, &mut at)?;
-    uleb(b, &mut at)?; // the first value, zigzag
+    if values > limit {
+        return Err(format!("it counts {values} values"));
+    }
+    let mut last = zigzag32(b, &mut at)?;
     if block == 0 || block % 128 != 0 || block > 1 << 20 {
         return Err(format!("a block of {block} values"));
     }
@@ -1497,33 +1523,61 @@ fn delta_stream(b: &[u8]) -> Result<DeltaStream, String> {
             "{miniblocks} miniblocks in a block of {block} values"
         ));
     }
-    let per_mini = block / miniblocks;
+    let per_mini = usize::try_from(block / miniblocks).map_err(|_| "too large")?;
+    let miniblocks = usize::try_from(miniblocks).map_err(|_| "too many miniblocks")?;
+    let mut sum = 0u64;
+    let mut add = |v: i32| {
+        u64::try_from(v)
+            .map(|v| sum += v)
+            .map_err(|_| format!("a negative length {v}"))
+    };
+    if values > 0 {
+        add(last)?;
+    }
     let mut left = values.saturating_sub(1);
     while left > 0 {
-        uleb(b, &mut at)?; // the block's min delta, zigzag
+        let min_delta = zigzag32(b, &mut at)?;
         let widths_end = at
-            .checked_add(usize::try_from(miniblocks).map_err(|_| "too many miniblocks")?)
+            .checked_add(miniblocks)
             .filter(|&e| e <= b.len())
             .ok_or("a block's bit widths are cut off")?;
         let widths = &b[at..widths_end];
         at = widths_end;
         for &w in widths {
             if left == 0 {
-                break;
+                break; // the widths of unused miniblocks may be anything
             }
-            if w > 64 {
+            if w > 32 {
                 return Err(format!("a miniblock of {w}-bit deltas"));
             }
+            let w = usize::from(w);
             // per_mini is a multiple of 32, so whole bytes.
-            let bytes = usize::try_from(per_mini * u64::from(w) / 8).map_err(|_| "too long")?;
-            at = at
-                .checked_add(bytes)
+            let end = at
+                .checked_add(per_mini * w / 8)
                 .filter(|&e| e <= b.len())
                 .ok_or("a miniblock is cut off")?;
-            left = left.saturating_sub(per_mini);
+            let data = &b[at..end];
+            at = end;
+            let take = usize::try_from(left.min(per_mini as u64)).unwrap_or(per_mini);
+            for j in 0..take {
+                let mut delta = 0u64;
+                for bit in 0..w {
+                    let i = j * w + bit;
+                    delta |= u64::from((data[i / 8] >> (i % 8)) & 1) << bit;
+                }
+                #[allow(clippy::cast_possible_truncation)]
+                let delta = delta as u32;
+                last = last.wrapping_add(min_delta).wrapping_add_unsigned(delta);
+                add(last)?;
+            }
+            left -= take as u64;
         }
     }
-    Ok(DeltaStream { values, len: at })
+    Ok(DeltaStream {
+        values,
+        sum,
+        len: at,
+    })
 }
 
 fn finite(x: f64) -> Cell<'static> {
@@ -1882,30 +1936,49 @@ pub(crate) fn frame_from(
 mod tests {
     use super::*;
 
+    /// A stream as pyarrow writes it: lengths 3, 5, 4, 4, 10 (first value 3, min delta -1,
+    /// deltas +1 -1 0 +6 on 3 bits).
+    fn lengths_stream() -> Vec<u8> {
+        // Header: block 128, 4 miniblocks, 5 values, first 3 (zigzag 6).
+        let mut b = vec![0x80, 0x01, 4, 5, 6];
+        // Block: min delta -1 (zigzag 1), widths 3 and three unused; deltas - min = 3, 0, 1, 7.
+        b.extend([1, 3, 0xee, 0xee, 0xee]);
+        let mut bits = 0u128;
+        for (j, d) in [3u128, 0, 1, 7].iter().enumerate() {
+            bits |= d << (3 * j);
+        }
+        b.extend(&bits.to_le_bytes()[..12]); // 32 values x 3 bits
+        b
+    }
+
     #[test]
-    fn delta_streams_are_walked_to_their_end_and_bounded_by_their_bytes() {
-        // Header only: block 128, 4 miniblocks, one value (7, zigzag 14); then a trailing byte.
+    fn delta_lengths_decode_as_the_crate_does() {
+        let b = lengths_stream();
+        let mut tail = b.clone();
+        tail.push(0xbb);
         assert_eq!(
-            delta_stream(&[0x80, 0x01, 4, 1, 14, 0xaa]).unwrap(),
-            DeltaStream { values: 1, len: 5 }
-        );
-        // 40 values: one block (min delta 0), widths 2, 1 and two unused (arbitrary) widths;
-        // miniblocks of 32 values: 8 bytes at 2 bits, 4 bytes at 1 bit.
-        let mut b = vec![0x80, 0x01, 4, 40, 0, 0, 2, 1, 0xff, 0xff];
-        b.extend([0u8; 12]);
-        b.push(0xbb);
-        assert_eq!(
-            delta_stream(&b).unwrap(),
+            delta_stream(&tail, 100).unwrap(),
             DeltaStream {
-                values: 40,
-                len: b.len() - 1
+                values: 5,
+                sum: 3 + 5 + 4 + 4 + 10,
+                len: b.len()
             }
         );
-        delta_stream(&b[..b.len() - 2]).unwrap_err();
-        // A huge count with zero-width miniblocks runs out of bytes, not time.
-        let mut huge = vec![0x80, 0x01, 4, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0];
-        huge.extend([0u8; 5000]);
-        assert!(delta_stream(&huge).unwrap_err().contains("cut off"));
+        // Header only (one value), then other bytes.
+        assert_eq!(
+            delta_stream(&[0x80, 0x01, 4, 1, 14, 0xaa], 1).unwrap(),
+            DeltaStream {
+                values: 1,
+                sum: 7,
+                len: 5
+            }
+        );
+        delta_stream(&b[..b.len() - 1], 100).unwrap_err();
+        assert!(delta_stream(&b, 4).unwrap_err().contains("counts 5 values"));
+        // A negative length (first value -1, zigzag 1).
+        let mut neg = b.clone();
+        neg[4] = 1;
+        assert!(delta_stream(&neg, 100).unwrap_err().contains("negative"));
         for bad in [
             &[0x00, 4, 1, 0][..],       // a block of 0
             &[0x81, 0x01, 4, 1, 0][..], // 129
@@ -1914,8 +1987,12 @@ mod tests {
             &[0x80, 0x01][..],
             &[0xff; 11][..],
         ] {
-            delta_stream(bad).unwrap_err();
+            delta_stream(bad, 100).unwrap_err();
         }
+        // 33-bit deltas do not fit 32-bit lengths.
+        let mut wide = b.clone();
+        wide[6] = 33;
+        delta_stream(&wide, 100).unwrap_err();
     }
 
     #[test]

@@ -195,7 +195,7 @@ fn broken_parquet_is_refused_and_leaves_nothing_behind() {
     cases.push((
         "lying delta count",
         bad,
-        "counts 127 values in a page of 120",
+        "(120 values at most): it counts 127 values",
     ));
 
     for (what, data, message) in &cases {
@@ -216,6 +216,18 @@ fn broken_parquet_is_refused_and_leaves_nothing_behind() {
         assert!(matches!(err, DatasetError::Parquet(_)), "{err:?}");
         assert_eq!(t.blobs(), before, "fuzz case: a blob or temp file was left");
     }
+
+    // Found by the fuzz target in a delta-encoded page: string lengths adding up past the page
+    // (the crate slices past its buffer); refused before the crate reads it.
+    let err = ingest(
+        &t,
+        "people",
+        include_bytes!("../fixtures/fuzz-delta-lengths.parquet"),
+    )
+    .unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains("its lengths add up to"), "{chain}");
+    assert_eq!(t.blobs(), before);
 
     // Called directly, a CSV file is refused as not Parquet.
     let err = dataset::ingest_parquet(t.store(), "people", PEOPLE_CSV, &mut |_| {}).unwrap_err();
