@@ -39,6 +39,24 @@ async fn moved_pcrs_lock_the_store_and_the_recovery_key_opens_it() {
     assert_eq!(health["store"]["state"], "locked");
     assert_eq!(health["store"]["changed_pcrs"], json!([11]));
 
+    // Public routes ignore credentials: a token, which cannot be checked while locked, does not
+    // make them fail.
+    let resp = client()
+        .get(d.url("/healthz"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = client()
+        .get(d.url("/api/v1/attestation"))
+        .query(&[("nonce", "beef")])
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
     // Nothing that needs the store works: not tokens, not logins.
     let resp = client()
         .get(d.url("/api/v1/status"))
