@@ -368,6 +368,20 @@ impl App {
         self.finish(started, act())
     }
 
+    /// Makes the audit journal refuse every append until it is reopened ([`App::open_audit`]),
+    /// as after a failed write: for tests that mutations then fail (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn poison_audit(&self) {
+        if let Some(log) = self
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            log.poison();
+        }
+    }
+
     /// The audit chain's head (records, hash), if the journal is open.
     pub fn audit_head(&self) -> Option<hearth_audit::Head> {
         self.audit
