@@ -319,6 +319,13 @@ impl AuditLog {
         Ok(record)
     }
 
+    /// Makes every later append fail as after a failed write, until the journal is reopened.
+    /// For tests of callers that must not act without their record (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
     /// The newest record's seq and hash.
     pub fn head(&self) -> Head {
         self.chain.head()

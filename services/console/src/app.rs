@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use hearth_audit::{AuditKey, AuditLog, Entry, Record};
+use hearth_audit::{AuditKey, AuditLog, Entry, MAX_OBJECT, MAX_REASON, Record};
 use hearth_store::{Purpose, Store, StoreState};
 use hearth_tpm::{PcrSelection, PcrValues, TpmHandle};
 
@@ -171,6 +171,66 @@ impl Actor {
 #[must_use = "complete the audited action with App::finish"]
 pub struct Audited(Record);
 
+/// What marks text cut to fit an audit field.
+const CUT: &str = "…";
+
+/// `text` if it has at most `max` bytes, else its longest prefix (cut at a character boundary)
+/// that fits with [`CUT`] after it. A request is never refused because the words describing it
+/// are too long for its audit record.
+pub fn fit(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub(CUT.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT}", &text[..end]).into()
+}
+
+/// An audit object naming a list: `prefix` then `items` joined by commas, as many as fit in an
+/// audit record's object ([`MAX_OBJECT`] bytes) followed by `(+N more)` for the rest.
+pub fn list_object(prefix: &str, items: &[impl AsRef<str>]) -> String {
+    let full = items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(",");
+    if prefix.len() + full.len() <= MAX_OBJECT {
+        return format!("{prefix}{full}");
+    }
+    // Room for the longest possible tail, so whatever is shown, the count fits.
+    let tail_room = format!(",(+{} more)", items.len()).len();
+    let mut out = fit(prefix, MAX_OBJECT - tail_room).into_owned();
+    let mut shown = 0;
+    for item in items {
+        let item = item.as_ref();
+        let sep = usize::from(shown > 0);
+        if out.len() + sep + item.len() + tail_room > MAX_OBJECT {
+            break;
+        }
+        if sep == 1 {
+            out.push(',');
+        }
+        out.push_str(item);
+        shown += 1;
+    }
+    if shown > 0 {
+        out.push(',');
+    }
+    out.push_str(&format!("(+{} more)", items.len() - shown));
+    out
+}
+
+/// The reason a failure is recorded with: the caller's message, fitted to [`MAX_REASON`] bytes
+/// (a record's reason is never empty).
+fn failure_reason(message: &str) -> String {
+    if message.trim().is_empty() {
+        return "failed without a message".to_owned();
+    }
+    fit(message, MAX_REASON).into_owned()
+}
+
 impl App {
     pub fn new(
         config: ConsoleConfig,
@@ -260,7 +320,12 @@ impl App {
                 "the audit log is not open (store locked): nothing can change",
             )
         })?;
-        let started = Entry::started(actor.name.clone(), actor.role, action, object);
+        let started = Entry::started(
+            actor.name.clone(),
+            actor.role,
+            action,
+            fit(object, MAX_OBJECT),
+        );
         log.append(started).map(Audited).map_err(|e| {
             tracing::error!(component = "audit", error = %e, "cannot write an audit record");
             ServiceError::unavailable(format!(
@@ -278,7 +343,7 @@ impl App {
     ) -> Result<T, ServiceError> {
         let entry = match &result {
             Ok(_) => Entry::succeeded(&started.0),
-            Err(e) => Entry::failed(&started.0, e.message.chars().take(512).collect::<String>()),
+            Err(e) => Entry::failed(&started.0, failure_reason(&e.message)),
         };
         let mut guard = self.audit.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_mut().map(|log| log.append(entry)) {
@@ -301,6 +366,20 @@ impl App {
     ) -> Result<T, ServiceError> {
         let started = self.begin(actor, action, object)?;
         self.finish(started, act())
+    }
+
+    /// Makes the audit journal refuse every append until it is reopened ([`App::open_audit`]),
+    /// as after a failed write: for tests that mutations then fail (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn poison_audit(&self) {
+        if let Some(log) = self
+            .audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            log.poison();
+        }
     }
 
     /// The audit chain's head (records, hash), if the journal is open.
@@ -368,5 +447,75 @@ impl App {
         tokio::task::spawn_blocking(move || f(&app))
             .await
             .map_err(|e| ServiceError::internal(format!("worker failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitting_cuts_at_a_character_boundary_within_the_limit() {
+        assert_eq!(fit("short", 10), "short");
+        assert_eq!(fit("", 10), "");
+        // 'é' is two bytes: 600 of them are 1200 bytes, over the 1024 a reason may have.
+        let long = "é".repeat(600);
+        let cut = fit(&long, MAX_REASON);
+        assert!(cut.len() <= MAX_REASON, "{}", cut.len());
+        assert!(cut.ends_with(CUT), "{cut}");
+        assert!(long.starts_with(cut.trim_end_matches(CUT)));
+        // Three-byte characters whose boundaries do not meet the limit.
+        let euros = "€".repeat(400);
+        let cut = fit(&euros, 1000);
+        assert!(cut.len() <= 1000 && cut.len() > 990, "{}", cut.len());
+    }
+
+    #[test]
+    fn failure_reasons_always_make_a_valid_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = || AuditKey::from_bytes(&[7; 32]);
+        let mut log = AuditLog::create(&dir.path().join("audit.jsonl"), key()).unwrap();
+        for message in ["", "  ", "plain", &"é".repeat(600), &"x".repeat(5000)] {
+            let started = log
+                .append(Entry::started(
+                    "root",
+                    hearth_audit::Role::Admin,
+                    "users.create",
+                    "user:bob",
+                ))
+                .unwrap();
+            let reason = failure_reason(message);
+            assert!(
+                !reason.is_empty() && reason.len() <= MAX_REASON,
+                "{message:?}"
+            );
+            log.append(Entry::failed(&started, reason))
+                .unwrap_or_else(|e| panic!("{message:?}: {e}"));
+        }
+        assert!(log.unfinished().is_empty());
+        assert_eq!(failure_reason(""), "failed without a message");
+        assert_eq!(failure_reason("wrong setup code"), "wrong setup code");
+    }
+
+    #[test]
+    fn long_lists_fit_an_object_with_a_count_of_the_rest() {
+        assert_eq!(list_object("columns:", &["a", "b"]), "columns:a,b");
+        let names: Vec<String> = (0..64)
+            .map(|i| format!("{i:02}{}", "n".repeat(62)))
+            .collect();
+        let object = list_object("key:0123456789abcdef app:billing endpoints:", &names);
+        assert!(object.len() <= MAX_OBJECT, "{}", object.len());
+        assert!(object.starts_with("key:0123456789abcdef app:billing endpoints:00nnn"));
+        let shown = object.matches(&"n".repeat(62)).count();
+        assert!(shown >= 10, "{object}");
+        assert!(
+            object.ends_with(&format!(",(+{} more)", 64 - shown)),
+            "{object}"
+        );
+        // One item longer than the limit: none shown, all counted; multi-byte prefixes are cut
+        // at a boundary.
+        let object = list_object(&"é".repeat(700), &["x".repeat(2000)]);
+        assert!(object.len() <= MAX_OBJECT, "{}", object.len());
+        assert!(object.ends_with("…(+1 more)"), "{object}");
     }
 }

@@ -142,7 +142,7 @@ pub fn pseudonymize(
     columns: &[String],
 ) -> Result<DatasetVersion, ServiceError> {
     let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let object = format!("dataset:{name}@{version} columns:{}", cols.join(","));
+    let object = crate::app::list_object(&format!("dataset:{name}@{version} columns:"), &cols);
     app.audited(actor, "datasets.pseudonymize", &object, || {
         Ok(pseudonymize_version(
             &app.store,

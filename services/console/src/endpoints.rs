@@ -584,7 +584,7 @@ pub fn create_key(
     app.audited(
         actor,
         "keys.create",
-        &format!("key:{id} app:{app_name} endpoints:{}", endpoints.join(",")),
+        &crate::app::list_object(&format!("key:{id} app:{app_name} endpoints:"), endpoints),
         || {
             app.store.put(&KEYS, &id, &key)?;
             app.endpoints

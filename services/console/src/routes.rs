@@ -398,12 +398,15 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         };
     }
 
-    // Who is calling: an API token, else a session cookie, else nobody.
+    // Who is calling: an API token, else a session cookie, else nobody. Public routes do not
+    // look at tokens: they serve anyone alike, so a token (even a stale one, or one that cannot
+    // be checked while the store is locked) must not make them fail.
     let headers = req.headers();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|_| spec.access != Access::Public);
     if spec.access == Access::EndpointKey {
         // Applications with an endpoint key, scoped to the endpoint named in the path.
         let endpoint = req
@@ -438,9 +441,6 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     }
     let mut caller = None;
     if let Some(token) = bearer {
-        if locked {
-            return deny(Some(spec), ServiceError::unavailable("the store is locked"));
-        }
         match service::authenticate_token(&app, token.trim()) {
             Ok(Some((name, role))) => {
                 caller = Some(Caller {

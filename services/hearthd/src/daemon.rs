@@ -44,6 +44,8 @@ pub struct Ready {
     pub cert_sha256: [u8; 32],
     /// The one-time setup code, if the appliance is unclaimed.
     pub setup_code: Option<String>,
+    /// The console's shared state, for embedders that look inside (tests).
+    pub app: Arc<App>,
 }
 
 /// Runs hearthd until `shutdown` resolves; `ready` hears once it is serving.
@@ -202,6 +204,7 @@ pub async fn run(
             addr: local,
             cert_sha256: tls.identity.cert_sha256,
             setup_code,
+            app: Arc::clone(&app),
         });
     }
     serve(

@@ -8,62 +8,8 @@ use std::process::{Command, Output, Stdio};
 use hearth_tpm_testkit::Swtpm;
 use serde_json::{Value, json};
 
-use crate::verify_daemon::{Running, start_hearthd};
+use crate::verify_daemon::{Running, claim_and_token, start_hearthd};
 use crate::{HEARTH, stderr};
-
-const ADMIN: &str = "root";
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Claims the appliance with its setup code and makes an API token for the first admin.
-fn claim_and_token(daemon: &Running) -> String {
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let code = daemon
-        .setup_code
-        .clone()
-        .expect("a fresh appliance has a setup code");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let resp = client
-            .post(format!("{}/api/v1/setup", daemon.url))
-            .json(&json!({ "code": code, "name": ADMIN, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
-        let cookie = resp
-            .headers()
-            .get_all(reqwest::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| {
-                let pair = v.split(';').next()?;
-                pair.starts_with("__Host-hearth_session=")
-                    .then(|| pair.to_owned())
-            })
-            .expect("the claim logs the admin in");
-        let body: Value = resp.json().await.unwrap();
-        let csrf = body["csrf"].as_str().unwrap().to_owned();
-        let resp = client
-            .post(format!("{}/api/v1/tokens", daemon.url))
-            .header(reqwest::header::COOKIE, cookie)
-            .header("x-csrf-token", csrf)
-            .json(&json!({ "label": "cli tests" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
-        let body: Value = resp.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
-    })
-}
 
 /// Runs `hearth args…` against `daemon` (URL, token and pin from the environment); the
 /// transcript goes to the test's captured output (shown on failure or with --nocapture).

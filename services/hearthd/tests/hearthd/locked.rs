@@ -1,11 +1,12 @@
 //! A store sealed to PCRs that then move comes up locked, names them, keeps attestation
-//! working, and opens with the recovery key (which re-seals to the new values).
+//! working, and opens with the recovery key (which re-seals to the new values), over the API
+//! and with the HTML form.
 
 use hearth_attest::evidence::Evidence;
 use reqwest::{StatusCode, header};
 use serde_json::json;
 
-use crate::harness::{ADMIN, Daemon, PASSWORD, claim, client, json, login, token};
+use crate::harness::{ADMIN, Daemon, PASSWORD, claim, client, json, login, set_cookie, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moved_pcrs_lock_the_store_and_the_recovery_key_opens_it() {
@@ -38,6 +39,24 @@ async fn moved_pcrs_lock_the_store_and_the_recovery_key_opens_it() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["store"]["state"], "locked");
     assert_eq!(health["store"]["changed_pcrs"], json!([11]));
+
+    // Public routes ignore credentials: a token, which cannot be checked while locked, does not
+    // make them fail.
+    let resp = client()
+        .get(d.url("/healthz"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = client()
+        .get(d.url("/api/v1/attestation"))
+        .query(&[("nonce", "beef")])
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 
     // Nothing that needs the store works: not tokens, not logins.
     let resp = client()
@@ -128,5 +147,36 @@ async fn moved_pcrs_lock_the_store_and_the_recovery_key_opens_it() {
     d.restart();
     assert_eq!(d.banner.locked, None, "{}", d.log());
     assert_eq!(d.banner.cert_sha256, first_cert);
+    login(&d, ADMIN, PASSWORD).await;
+
+    // They move again: locked again, and the same recovery key opens it with the HTML form.
+    d.stop();
+    {
+        let mut tpm = hearth_tpm::Tpm::open(&d.swtpm.config()).unwrap();
+        tpm.pcr_extend(11, b"the next kernel").unwrap();
+    }
+    d.spawn();
+    assert!(d.banner.locked.is_some(), "{}", d.log());
+    let resp = client().get(d.url("/unlock")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = set_cookie(&resp, "__Host-hearth_csrf").expect("a pre-login CSRF cookie");
+    let page = resp.text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form carries the CSRF token");
+    assert_eq!(csrf, cookie);
+    let resp = client()
+        .post(d.url("/unlock"))
+        .header(header::COOKIE, format!("__Host-hearth_csrf={cookie}"))
+        .form(&[("csrf", csrf), ("recovery_key", recovery.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", d.log());
+    assert_eq!(resp.headers().get(header::LOCATION).unwrap(), "/login");
+    let (_, health) = json(client().get(d.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(health["store"]["state"], "open", "{health}");
     login(&d, ADMIN, PASSWORD).await;
 }

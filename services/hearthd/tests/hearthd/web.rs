@@ -1,8 +1,9 @@
-//! Sessions, CSRF, cookies, the one-time setup code, throttling, security headers and the
-//! audit trail of a scripted session.
+//! Sessions, CSRF, cookies, the one-time setup code, throttling, security headers, the status
+//! body, JSON logs and the audit trail of a scripted session.
 
 use hearth_attest::evidence::Evidence;
 use hearth_audit::{BreakKind, HeadCheck, verify_export};
+use hearth_console::ROUTES;
 use reqwest::{StatusCode, header};
 use serde_json::json;
 
@@ -77,11 +78,57 @@ async fn setup_code_works_once_and_cookies_are_locked_down() {
     let resp = client().get(d.url("/setup")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let mut d = d;
-    d.restart();
+    d.stop();
+    // (Restarted with `[log] format = "json"`: checked below.)
+    let text_log = d.log().len();
+    d.extra_config = "\n[log]\nformat = \"json\"\n".to_owned();
+    d.spawn();
     assert_eq!(d.banner.setup_code, None);
     assert_eq!(
         d.banner.recovery_key, None,
         "the recovery key is shown once only"
+    );
+
+    // JSON logs: every line hearthd writes is one JSON object with a time, a level, a target
+    // and its fields, from start to stop.
+    let resp = client().get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    d.stop();
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log[text_log..]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 4, "{log}");
+    for line in &lines {
+        assert!(
+            line["timestamp"].as_str().is_some_and(|t| t.len() >= 20),
+            "{line}"
+        );
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]
+                .contains(&line["level"].as_str().unwrap_or("")),
+            "{line}"
+        );
+        assert!(
+            line["target"].as_str().is_some_and(|t| !t.is_empty()),
+            "{line}"
+        );
+        assert!(line["fields"]["message"].is_string(), "{line}");
+    }
+    let has = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line: {log}"))
+    };
+    assert_eq!(has("hearthd starting")["fields"]["profile"], "dev");
+    assert_eq!(has("hearthd stopped")["level"], "INFO");
+    assert!(
+        lines.iter().any(|l| l["fields"]["component"] == "http"
+            && l["fields"]["route"] == "/healthz"
+            && l["fields"]["status"] == 200),
+        "no request line: {log}"
     );
 }
 
@@ -180,18 +227,103 @@ async fn csrf_security_headers_and_body_limits() {
         assert_eq!(h.get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
         assert!(h.get(header::STRICT_TRANSPORT_SECURITY).is_some());
     }
-    // No inline script anywhere on the pages.
-    let page = client()
-        .get(d.url("/"))
-        .header(header::COOKIE, admin.cookie_header())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("id=\"tpm-kind\""), "{page}");
-    assert!(!page.contains("<script"), "{page}");
+    // No inline script on any page: every GET page in the route table, as the admin (path
+    // parameters name nothing, so those pages are error pages, which count too).
+    let mut html_pages = Vec::new();
+    for route in ROUTES.iter().filter(|r| r.page && r.method == "GET") {
+        let path = route
+            .path
+            .replace("{name}", "none")
+            .replace("{id}", "0123456789abcdef")
+            .replace("{version}", "1");
+        let resp = client()
+            .get(d.url(&path))
+            .header(header::COOKIE, admin.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let csp = resp
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{path}: CSP {csp:?}");
+        let html = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        let body = resp.text().await.unwrap();
+        assert!(
+            status.is_success() || status.is_redirection() || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+        if html {
+            for tag in body.split("<script").skip(1) {
+                let tag = tag.split('>').next().unwrap_or_default();
+                assert!(tag.contains(" src="), "{path}: inline script in {body}");
+            }
+            assert!(!body.contains(" onclick="), "{path}: {body}");
+            if status == StatusCode::OK {
+                html_pages.push(route.path);
+            }
+        }
+        if route.path == "/" {
+            assert!(body.contains("id=\"tpm-kind\""), "{body}");
+        }
+    }
+    for page in [
+        "/",
+        "/login",
+        "/users",
+        "/audit",
+        "/attestation",
+        "/datasets",
+        "/jobs",
+        "/models",
+        "/endpoints",
+    ] {
+        assert!(
+            html_pages.contains(&page),
+            "{page} not seen: {html_pages:?}"
+        );
+    }
+
+    // The status body, as the admin sees it.
+    let (status, s) = json(
+        client()
+            .get(d.url("/api/v1/status"))
+            .header(header::COOKIE, admin.cookie_header())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["profile"], "dev", "{s}");
+    assert_eq!(s["tpm"]["kind"], "software", "{s}");
+    assert_eq!(s["store"]["state"], "open", "{s}");
+    // The harness's configuration keeps the defaults: sealed to sha256:7,11, quoting 0-15.
+    assert_eq!(s["store"]["sealed_to"], "sha256:7,11", "{s}");
+    let pcrs = s["pcrs"]["sha256"].as_object().unwrap();
+    let mut indices: Vec<u8> = pcrs.keys().map(|k| k.parse().unwrap()).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..16).collect::<Vec<u8>>(), "{s}");
+    for value in pcrs.values() {
+        let value = value.as_str().unwrap();
+        assert!(value.len() == 64 && hex::decode(value).is_ok(), "{value}");
+    }
+    assert!(s["pcrs_error"].is_null(), "{s}");
+    let compute = s["compute"].as_array().unwrap();
+    assert!(!compute.is_empty(), "{s}");
+    assert!(compute.iter().all(|b| b["kind"].is_string()), "{s}");
+    assert!(s["audit"]["records"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        s["tls"]["cert_sha256"],
+        d.banner.cert_sha256.as_str(),
+        "{s}"
+    );
+    assert_eq!(s["tls"]["ephemeral"], false, "{s}");
 
     // Bodies over 64 KiB are refused before anyone parses them.
     let resp = client()
