@@ -208,9 +208,12 @@ fn broken_parquet_is_refused_and_leaves_nothing_behind() {
     // Found by the fuzz target: the parquet crate's bit reader panics on these files (a shift
     // overflow where overflow checks are on, as in tests; a read past its buffer); the panic
     // is caught and the file refused.
+    // And a DELTA_BINARY_PACKED page whose header counts no values but is read anyway (an
+    // integer underflow in the crate's decoder).
     for crash in [
         &include_bytes!("../fixtures/fuzz-shift-overflow.parquet")[..],
         &include_bytes!("../fixtures/fuzz-short-read.parquet")[..],
+        &include_bytes!("../fixtures/fuzz-delta-count-zero.parquet")[..],
     ] {
         let err = ingest(&t, "people", crash).unwrap_err();
         assert!(matches!(err, DatasetError::Parquet(_)), "{err:?}");
