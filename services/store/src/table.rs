@@ -1,8 +1,6 @@
 //! Typed tables over redb, with every value sealed in an AEAD record envelope.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
@@ -215,13 +213,49 @@ fn get_from<V: Value>(
     }
 }
 
+/// The tables a transaction has opened, by name. A short list, searched by the name's address
+/// first (names are `&'static str` constants, so the same table is normally the same pointer),
+/// then by its text: a lookup costs a comparison or two, no hashing.
+struct Opened<T>(Vec<(&'static str, T)>);
+
+impl<T> Opened<T> {
+    fn new() -> Self {
+        Opened(Vec::new())
+    }
+
+    #[inline]
+    fn find(&self, name: &'static str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|(n, _)| std::ptr::eq(*n, name))
+            .or_else(|| self.0.iter().position(|(n, _)| *n == name))
+    }
+
+    /// The table called `name`, opened by `open` the first time it is asked for.
+    #[inline]
+    fn get_or_open<E>(
+        &mut self,
+        name: &'static str,
+        open: impl FnOnce() -> Result<T, E>,
+    ) -> Result<&mut T, E> {
+        let i = match self.find(name) {
+            Some(i) => i,
+            None => {
+                self.0.push((name, open()?));
+                self.0.len() - 1
+            }
+        };
+        Ok(&mut self.0[i].1)
+    }
+}
+
 /// A write transaction: everything in it commits durably (fsync) and atomically, or not at all.
 /// Opened tables are kept for the transaction, so batches pay for the lookup once.
 pub struct WriteTxn<'t> {
     txn: &'t redb::WriteTransaction,
     cipher: &'t RecordCipher,
     path: &'t Path,
-    tables: HashMap<&'static str, RawWriteTable<'t>>,
+    tables: Opened<RawWriteTable<'t>>,
 }
 
 impl fmt::Debug for WriteTxn<'_> {
@@ -240,21 +274,18 @@ impl<'t> WriteTxn<'t> {
             txn,
             cipher,
             path,
-            tables: HashMap::new(),
+            tables: Opened::new(),
         }
     }
 
     fn table(&mut self, name: &'static str) -> Result<&mut RawWriteTable<'t>, StoreError> {
-        match self.tables.entry(name) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
-            Entry::Vacant(v) => {
-                let t = self.txn.open_table(raw(name)).map_err(|e| StoreError::Db {
-                    path: self.path.to_owned(),
-                    source: e.into(),
-                })?;
-                Ok(v.insert(t))
-            }
-        }
+        let (txn, path) = (self.txn, self.path);
+        self.tables.get_or_open(name, || {
+            txn.open_table(raw(name)).map_err(|e| StoreError::Db {
+                path: path.to_owned(),
+                source: e.into(),
+            })
+        })
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -359,7 +390,7 @@ pub struct ReadTxn<'s> {
     txn: redb::ReadTransaction,
     cipher: &'s RecordCipher,
     path: &'s Path,
-    tables: HashMap<&'static str, Option<RawReadTable>>,
+    tables: Opened<Option<RawReadTable>>,
 }
 
 impl fmt::Debug for ReadTxn<'_> {
@@ -378,25 +409,23 @@ impl<'s> ReadTxn<'s> {
             txn,
             cipher,
             path,
-            tables: HashMap::new(),
+            tables: Opened::new(),
         }
     }
 
     fn table(&mut self, name: &'static str) -> Result<Option<&RawReadTable>, StoreError> {
-        let t = match self.tables.entry(name) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => match self.txn.open_table(raw(name)) {
-                Ok(t) => v.insert(Some(t)),
+        let (txn, path) = (&self.txn, self.path);
+        let t = self
+            .tables
+            .get_or_open(name, || match txn.open_table(raw(name)) {
+                Ok(t) => Ok(Some(t)),
                 // A table never written to is an empty table.
-                Err(redb::TableError::TableDoesNotExist(_)) => v.insert(None),
-                Err(e) => {
-                    return Err(StoreError::Db {
-                        path: self.path.to_owned(),
-                        source: e.into(),
-                    });
-                }
-            },
-        };
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(StoreError::Db {
+                    path: path.to_owned(),
+                    source: e.into(),
+                }),
+            })?;
         Ok(t.as_ref())
     }
 
@@ -478,5 +507,32 @@ impl<'s> ReadTxn<'s> {
             out.push(k.value().to_vec());
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Opened;
+
+    #[test]
+    fn opened_tables_are_found_by_address_or_by_text_and_opened_once() {
+        let mut opened = Opened::new();
+        let mut opens = 0;
+        let mut open = |n| {
+            opens += 1;
+            Ok::<_, ()>(n)
+        };
+        assert_eq!(*opened.get_or_open("users", || open(1)).unwrap(), 1);
+        assert_eq!(*opened.get_or_open("roles", || open(2)).unwrap(), 2);
+        assert_eq!(*opened.get_or_open("users", || open(3)).unwrap(), 1);
+        // The same name at another address (not a constant) is the same table.
+        let copy: &'static str = Box::leak(String::from("roles").into_boxed_str());
+        assert_eq!(*opened.get_or_open(copy, || open(4)).unwrap(), 2);
+        // A table that failed to open is not remembered.
+        opened
+            .get_or_open("audit", || Err::<i32, ()>(()))
+            .unwrap_err();
+        assert_eq!(*opened.get_or_open("audit", || open(5)).unwrap(), 5);
+        assert_eq!(opens, 3);
     }
 }
