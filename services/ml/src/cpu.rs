@@ -278,9 +278,21 @@ impl Loss {
 
     /// Returns the summed loss of a batch (`targets.len()` rows) and, if `grad` is given, writes
     /// the gradient of the batch's *mean* loss with respect to `outputs` into it.
-    pub fn evaluate(self, outputs: &[f32], targets: &[f32], mut grad: Option<&mut [f32]>) -> f64 {
+    pub fn evaluate(self, outputs: &[f32], targets: &[f32], grad: Option<&mut [f32]>) -> f64 {
         let rows = targets.len();
         let scale = if rows == 0 { 0.0 } else { 1.0 / rows as f32 };
+        self.evaluate_scaled(outputs, targets, grad, scale)
+    }
+
+    /// [`Loss::evaluate`] for part of a batch: the gradient written is each row's loss gradient
+    /// times `scale` (one over the whole batch's rows, for the gradient of the batch's mean).
+    pub fn evaluate_scaled(
+        self,
+        outputs: &[f32],
+        targets: &[f32],
+        mut grad: Option<&mut [f32]>,
+        scale: f32,
+    ) -> f64 {
         let mut total = 0.0f64;
         match self {
             Loss::Logistic => {
@@ -391,19 +403,46 @@ impl Adam {
 
     /// One update of `params` along `grads` (same length as at `new`).
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
+        let (step, m, v) = self.begin();
+        step.update(params, grads, m, v);
+    }
+
+    /// Starts the next update: returns its constants and the moments (laid out like the
+    /// parameters), for [`AdamStep::update`] to apply to the parameters part by part (in
+    /// parallel, or fused with the work that produced the gradient).
+    pub fn begin(&mut self) -> (AdamStep, &mut [f32], &mut [f32]) {
         self.steps = self.steps.saturating_add(1);
         let (b1, b2) = (self.beta1, self.beta2);
-        let step_size = self.learning_rate / (1.0 - b1.powi(self.steps));
-        let correction2 = (1.0 - b2.powi(self.steps)).sqrt();
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
+        let step = AdamStep {
+            beta1: b1,
+            beta2: b2,
+            epsilon: self.epsilon,
+            step_size: self.learning_rate / (1.0 - b1.powi(self.steps)),
+            correction2: (1.0 - b2.powi(self.steps)).sqrt(),
+        };
+        (step, &mut self.m, &mut self.v)
+    }
+}
+
+/// One Adam update's constants (from [`Adam::begin`]).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    beta1: f32,
+    beta2: f32,
+    epsilon: f32,
+    step_size: f32,
+    correction2: f32,
+}
+
+impl AdamStep {
+    /// Updates `params` along `grads`; `m` and `v` are the moments of the same parameters (any
+    /// part of them: each parameter's update reads only its own gradient and moments).
+    pub fn update(&self, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let (b1, b2) = (self.beta1, self.beta2);
+        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step_size * *m / (v.sqrt() / correction2 + self.epsilon);
+            *p -= self.step_size * *m / (v.sqrt() / self.correction2 + self.epsilon);
         }
     }
 }
