@@ -241,6 +241,72 @@ pub fn activation_backward(delta: &mut [f32], out: &[f32], act: Activation) {
     }
 }
 
+/// [`activation_backward`], then [`column_sums`] of the result into `sums` (the bias gradient of
+/// the layer whose activation it is), in one pass: rows of `sums.len()` columns.
+pub fn activation_backward_sums(delta: &mut [f32], out: &[f32], act: Activation, sums: &mut [f32]) {
+    sums.fill(0.0);
+    let cols = sums.len();
+    if cols == 0 {
+        return;
+    }
+    for (row, outs) in delta.chunks_exact_mut(cols).zip(out.chunks_exact(cols)) {
+        match act {
+            Activation::Relu => {
+                for ((s, d), &o) in sums.iter_mut().zip(row).zip(outs) {
+                    *d *= f32::from(u8::from(o > 0.0));
+                    *s += *d;
+                }
+            }
+            Activation::Identity => {
+                for (s, d) in sums.iter_mut().zip(row) {
+                    *s += *d;
+                }
+            }
+        }
+    }
+}
+
+/// Backpropagates through a layer with one output, then the previous layer's activation:
+/// `delta[i][j] = g[i] · w[j]` (`g` the rows' gradients at the output, `w` the layer's weights,
+/// rows of `w.len()`) through `act` (`out` its output), with [`column_sums`] of the result into
+/// `sums`, in one pass. The same numbers as [`matmul`] with `k == 1`, then
+/// [`activation_backward_sums`].
+pub fn outer_backward_sums(
+    g: &[f32],
+    w: &[f32],
+    out: &[f32],
+    act: Activation,
+    delta: &mut [f32],
+    sums: &mut [f32],
+) {
+    sums.fill(0.0);
+    let cols = w.len();
+    if cols == 0 {
+        return;
+    }
+    let sums = &mut sums[..cols];
+    for ((row, outs), &x) in delta
+        .chunks_exact_mut(cols)
+        .zip(out.chunks_exact(cols))
+        .zip(g)
+    {
+        match act {
+            Activation::Relu => {
+                for (((s, d), &o), &wj) in sums.iter_mut().zip(row).zip(outs).zip(w) {
+                    *d = x * wj * f32::from(u8::from(o > 0.0));
+                    *s += *d;
+                }
+            }
+            Activation::Identity => {
+                for ((s, d), &wj) in sums.iter_mut().zip(row).zip(w) {
+                    *d = x * wj;
+                    *s += *d;
+                }
+            }
+        }
+    }
+}
+
 /// `sums[j] = Σ_i m[i][j]` for a row-major matrix of `sums.len()` columns (the bias gradient).
 pub fn column_sums(m: &[f32], sums: &mut [f32]) {
     sums.fill(0.0);
@@ -548,6 +614,38 @@ mod tests {
         let mut s = vec![9.0; 2];
         column_sums(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut s);
         assert_eq!(s, vec![9.0, 12.0]);
+    }
+
+    /// The fused backward passes give the bits of the separate ones.
+    #[test]
+    fn fused_backward_passes_match_the_separate_ones() {
+        let mut rng = Rng::new(6);
+        let (rows, cols) = (9, 13);
+        let g = random(rows, &mut rng);
+        let w = random(cols, &mut rng);
+        let out: Vec<f32> = random(rows * cols, &mut rng)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        for act in [Activation::Relu, Activation::Identity] {
+            let mut want = vec![0.0; rows * cols];
+            matmul(rows, cols, 1, &g, Op::N, &w, Op::T, &mut want, false, 1);
+            activation_backward(&mut want, &out, act);
+            let mut want_sums = vec![0.0; cols];
+            column_sums(&want, &mut want_sums);
+
+            let mut got = vec![7.0; rows * cols];
+            let mut sums = vec![7.0; cols];
+            outer_backward_sums(&g, &w, &out, act, &mut got, &mut sums);
+            assert_eq!(got, want);
+            assert_eq!(sums, want_sums);
+
+            let mut got = vec![0.0; rows * cols];
+            matmul(rows, cols, 1, &g, Op::N, &w, Op::T, &mut got, false, 1);
+            activation_backward_sums(&mut got, &out, act, &mut sums);
+            assert_eq!(got, want);
+            assert_eq!(sums, want_sums);
+        }
     }
 
     /// Every loss's gradient against central differences of its mean.

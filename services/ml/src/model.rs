@@ -307,11 +307,17 @@ impl Chunk {
             Some(&mut self.delta[..n * outputs]),
             scale,
         );
+        // The output layer's bias gradient; hidden layers' are summed as their deltas are made.
+        let out_layer = &network.layers[last - 1];
+        cpu::column_sums(
+            &self.delta[..n * outputs],
+            &mut self.grads[out_layer.bias()],
+        );
         for (i, l) in network.layers.iter().enumerate().rev() {
             let delta = &self.delta[..n * l.outputs];
             let input = &self.acts[i][..n * l.inputs];
-            let (wg, bg) = self.grads[l.offset..l.bias().end].split_at_mut(l.inputs * l.outputs);
-            // dW = inputᵀ · delta; db = Σ_rows delta.
+            let (before, wg) = self.grads[..l.bias().start].split_at_mut(l.offset);
+            // dW = inputᵀ · delta.
             cpu::matmul(
                 l.inputs,
                 l.outputs,
@@ -324,23 +330,30 @@ impl Chunk {
                 false,
                 1,
             );
-            cpu::column_sums(delta, bg);
             if i > 0 {
-                // d input = delta · Wᵀ, then through the previous layer's activation.
+                // d input = delta · Wᵀ, then through the previous layer's activation, with the
+                // previous layer's bias gradient (Σ_rows of its delta) in the same pass.
+                let prev = &network.layers[i - 1];
+                let bg = &mut before[prev.bias()];
                 let next = &mut self.delta_next[..n * l.inputs];
-                cpu::matmul(
-                    n,
-                    l.inputs,
-                    l.outputs,
-                    delta,
-                    Op::N,
-                    &network.params[l.weights()],
-                    Op::T,
-                    next,
-                    false,
-                    1,
-                );
-                cpu::activation_backward(next, input, network.layers[i - 1].activation);
+                let weights = &network.params[l.weights()];
+                if l.outputs == 1 {
+                    cpu::outer_backward_sums(delta, weights, input, prev.activation, next, bg);
+                } else {
+                    cpu::matmul(
+                        n,
+                        l.inputs,
+                        l.outputs,
+                        delta,
+                        Op::N,
+                        weights,
+                        Op::T,
+                        next,
+                        false,
+                        1,
+                    );
+                    cpu::activation_backward_sums(next, input, prev.activation, bg);
+                }
                 std::mem::swap(&mut self.delta, &mut self.delta_next);
             }
         }
