@@ -7,6 +7,7 @@
 //! else here is sequential.
 
 use gemm::Parallelism;
+use hearth_kernels::reference::adam_step_constants;
 use serde::{Deserialize, Serialize};
 
 /// Multiply-adds (m·n·k) below which a product runs on the calling thread: splitting a small
@@ -442,7 +443,7 @@ pub fn sigmoid(z: f32) -> f32 {
     }
 }
 
-/// Adam (Kingma & Ba), with PyTorch's bias correction: one state over a flat parameter vector.
+/// Adam (Kingma & Ba) with bias correction: one state over a flat parameter vector.
 #[derive(Clone, Debug)]
 pub struct Adam {
     pub learning_rate: f32,
@@ -478,26 +479,33 @@ impl Adam {
     /// parallel, or fused with the work that produced the gradient).
     pub fn begin(&mut self) -> (AdamStep, &mut [f32], &mut [f32]) {
         self.steps = self.steps.saturating_add(1);
-        let (b1, b2) = (self.beta1, self.beta2);
+        let (step_size, epsilon) = adam_step_constants(
+            self.learning_rate,
+            self.beta1,
+            self.beta2,
+            self.epsilon,
+            self.steps,
+        );
         let step = AdamStep {
-            beta1: b1,
-            beta2: b2,
-            epsilon: self.epsilon,
-            step_size: self.learning_rate / (1.0 - b1.powi(self.steps)),
-            correction2: (1.0 - b2.powi(self.steps)).sqrt(),
+            beta1: self.beta1,
+            beta2: self.beta2,
+            step_size,
+            epsilon,
         };
         (step, &mut self.m, &mut self.v)
     }
 }
 
-/// One Adam update's constants (from [`Adam::begin`]).
+/// One Adam update's constants (from [`Adam::begin`]), with both bias corrections folded into
+/// the step size and epsilon as the GPU kernel has them
+/// ([`hearth_kernels::reference::adam_step_constants`]): one square root and one division per
+/// parameter.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
     beta1: f32,
     beta2: f32,
-    epsilon: f32,
     step_size: f32,
-    correction2: f32,
+    epsilon: f32,
 }
 
 impl AdamStep {
@@ -508,7 +516,7 @@ impl AdamStep {
         for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= self.step_size * *m / (v.sqrt() / self.correction2 + self.epsilon);
+            *p -= self.step_size * *m / (v.sqrt() + self.epsilon);
         }
     }
 }
