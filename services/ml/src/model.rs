@@ -212,7 +212,7 @@ fn chunk_rows(batch: usize) -> usize {
 }
 
 /// Parameters per task of the update pass (summing the chunks' gradients, Adam).
-const UPDATE_BLOCK: usize = 4096;
+const UPDATE_BLOCK: usize = 2048;
 
 /// Multiply-adds per step below which a step runs on the calling thread alone.
 const PARALLEL_STEP_WORK: usize = 1 << 18;
@@ -230,7 +230,8 @@ pub struct Workspace {
     batch: usize,
     chunk_rows: usize,
     chunks: Vec<Chunk>,
-    /// Gradient of the last batch's mean loss, laid out like [`Network::params`].
+    /// The gradient of the mean loss of the rows last given to [`Network::gradient`], laid out
+    /// like [`Network::params`] ([`Network::train_step`] does not keep it).
     pub grads: Vec<f32>,
 }
 
@@ -461,22 +462,24 @@ impl Network {
         let (loss, used, parallel) = self.chunks_forward_back(ws, x, y, rows, threads);
         let chunks = &ws.chunks[..used];
         let (step, m, v) = adam.begin();
-        let update = |(b, (((g, p), m), v)): Update<'_>| {
+        // The summed gradient only passes through a small buffer on the stack (it is not kept
+        // in `ws.grads`): the pass reads the shares and the parameters and moments once.
+        let update = |(b, ((p, m), v)): Update<'_>| {
+            let mut g = [0.0f32; UPDATE_BLOCK];
+            let g = &mut g[..p.len()];
             sum_shares(chunks, b * UPDATE_BLOCK, g);
             step.update(p, g, m, v);
         };
         if parallel {
-            ws.grads
+            self.params
                 .par_chunks_mut(UPDATE_BLOCK)
-                .zip(self.params.par_chunks_mut(UPDATE_BLOCK))
                 .zip(m.par_chunks_mut(UPDATE_BLOCK))
                 .zip(v.par_chunks_mut(UPDATE_BLOCK))
                 .enumerate()
                 .for_each(update);
         } else {
-            ws.grads
+            self.params
                 .chunks_mut(UPDATE_BLOCK)
-                .zip(self.params.chunks_mut(UPDATE_BLOCK))
                 .zip(m.chunks_mut(UPDATE_BLOCK))
                 .zip(v.chunks_mut(UPDATE_BLOCK))
                 .enumerate()
@@ -486,14 +489,8 @@ impl Network {
     }
 }
 
-/// A block of the update pass: its index, and its gradient, parameters and Adam moments.
-type Update<'a> = (
-    usize,
-    (
-        ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]),
-        &'a mut [f32],
-    ),
-);
+/// A block of the update pass: its index, and its parameters and Adam moments.
+type Update<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
 
 /// `grads` (the parameters from `start` on) = the chunks' shares summed, in chunk order.
 fn sum_shares(chunks: &[Chunk], start: usize, grads: &mut [f32]) {
