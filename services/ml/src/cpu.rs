@@ -7,6 +7,7 @@
 //! else here is sequential.
 
 use gemm::Parallelism;
+use hearth_kernels::reference::adam_step_constants;
 use serde::{Deserialize, Serialize};
 
 /// Multiply-adds (m·n·k) below which a product runs on the calling thread: splitting a small
@@ -241,6 +242,72 @@ pub fn activation_backward(delta: &mut [f32], out: &[f32], act: Activation) {
     }
 }
 
+/// [`activation_backward`], then [`column_sums`] of the result into `sums` (the bias gradient of
+/// the layer whose activation it is), in one pass: rows of `sums.len()` columns.
+pub fn activation_backward_sums(delta: &mut [f32], out: &[f32], act: Activation, sums: &mut [f32]) {
+    sums.fill(0.0);
+    let cols = sums.len();
+    if cols == 0 {
+        return;
+    }
+    for (row, outs) in delta.chunks_exact_mut(cols).zip(out.chunks_exact(cols)) {
+        match act {
+            Activation::Relu => {
+                for ((s, d), &o) in sums.iter_mut().zip(row).zip(outs) {
+                    *d *= f32::from(u8::from(o > 0.0));
+                    *s += *d;
+                }
+            }
+            Activation::Identity => {
+                for (s, d) in sums.iter_mut().zip(row) {
+                    *s += *d;
+                }
+            }
+        }
+    }
+}
+
+/// Backpropagates through a layer with one output, then the previous layer's activation:
+/// `delta[i][j] = g[i] · w[j]` (`g` the rows' gradients at the output, `w` the layer's weights,
+/// rows of `w.len()`) through `act` (`out` its output), with [`column_sums`] of the result into
+/// `sums`, in one pass. The same numbers as [`matmul`] with `k == 1`, then
+/// [`activation_backward_sums`].
+pub fn outer_backward_sums(
+    g: &[f32],
+    w: &[f32],
+    out: &[f32],
+    act: Activation,
+    delta: &mut [f32],
+    sums: &mut [f32],
+) {
+    sums.fill(0.0);
+    let cols = w.len();
+    if cols == 0 {
+        return;
+    }
+    let sums = &mut sums[..cols];
+    for ((row, outs), &x) in delta
+        .chunks_exact_mut(cols)
+        .zip(out.chunks_exact(cols))
+        .zip(g)
+    {
+        match act {
+            Activation::Relu => {
+                for (((s, d), &o), &wj) in sums.iter_mut().zip(row).zip(outs).zip(w) {
+                    *d = x * wj * f32::from(u8::from(o > 0.0));
+                    *s += *d;
+                }
+            }
+            Activation::Identity => {
+                for ((s, d), &wj) in sums.iter_mut().zip(row).zip(w) {
+                    *d = x * wj;
+                    *s += *d;
+                }
+            }
+        }
+    }
+}
+
 /// `sums[j] = Σ_i m[i][j]` for a row-major matrix of `sums.len()` columns (the bias gradient).
 pub fn column_sums(m: &[f32], sums: &mut [f32]) {
     sums.fill(0.0);
@@ -278,9 +345,21 @@ impl Loss {
 
     /// Returns the summed loss of a batch (`targets.len()` rows) and, if `grad` is given, writes
     /// the gradient of the batch's *mean* loss with respect to `outputs` into it.
-    pub fn evaluate(self, outputs: &[f32], targets: &[f32], mut grad: Option<&mut [f32]>) -> f64 {
+    pub fn evaluate(self, outputs: &[f32], targets: &[f32], grad: Option<&mut [f32]>) -> f64 {
         let rows = targets.len();
         let scale = if rows == 0 { 0.0 } else { 1.0 / rows as f32 };
+        self.evaluate_scaled(outputs, targets, grad, scale)
+    }
+
+    /// [`Loss::evaluate`] for part of a batch: the gradient written is each row's loss gradient
+    /// times `scale` (one over the whole batch's rows, for the gradient of the batch's mean).
+    pub fn evaluate_scaled(
+        self,
+        outputs: &[f32],
+        targets: &[f32],
+        mut grad: Option<&mut [f32]>,
+        scale: f32,
+    ) -> f64 {
         let mut total = 0.0f64;
         match self {
             Loss::Logistic => {
@@ -364,7 +443,7 @@ pub fn sigmoid(z: f32) -> f32 {
     }
 }
 
-/// Adam (Kingma & Ba), with PyTorch's bias correction: one state over a flat parameter vector.
+/// Adam (Kingma & Ba) with bias correction: one state over a flat parameter vector.
 #[derive(Clone, Debug)]
 pub struct Adam {
     pub learning_rate: f32,
@@ -391,19 +470,53 @@ impl Adam {
 
     /// One update of `params` along `grads` (same length as at `new`).
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
+        let (step, m, v) = self.begin();
+        step.update(params, grads, m, v);
+    }
+
+    /// Starts the next update: returns its constants and the moments (laid out like the
+    /// parameters), for [`AdamStep::update`] to apply to the parameters part by part (in
+    /// parallel, or fused with the work that produced the gradient).
+    pub fn begin(&mut self) -> (AdamStep, &mut [f32], &mut [f32]) {
         self.steps = self.steps.saturating_add(1);
+        let (step_size, epsilon) = adam_step_constants(
+            self.learning_rate,
+            self.beta1,
+            self.beta2,
+            self.epsilon,
+            self.steps,
+        );
+        let step = AdamStep {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            step_size,
+            epsilon,
+        };
+        (step, &mut self.m, &mut self.v)
+    }
+}
+
+/// One Adam update's constants (from [`Adam::begin`]), with both bias corrections folded into
+/// the step size and epsilon as the GPU kernel has them
+/// ([`hearth_kernels::reference::adam_step_constants`]): one square root and one division per
+/// parameter.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    beta1: f32,
+    beta2: f32,
+    step_size: f32,
+    epsilon: f32,
+}
+
+impl AdamStep {
+    /// Updates `params` along `grads`; `m` and `v` are the moments of the same parameters (any
+    /// part of them: each parameter's update reads only its own gradient and moments).
+    pub fn update(&self, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
         let (b1, b2) = (self.beta1, self.beta2);
-        let step_size = self.learning_rate / (1.0 - b1.powi(self.steps));
-        let correction2 = (1.0 - b2.powi(self.steps)).sqrt();
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
+        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step_size * *m / (v.sqrt() / correction2 + self.epsilon);
+            *p -= self.step_size * *m / (v.sqrt() + self.epsilon);
         }
     }
 }
@@ -509,6 +622,38 @@ mod tests {
         let mut s = vec![9.0; 2];
         column_sums(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut s);
         assert_eq!(s, vec![9.0, 12.0]);
+    }
+
+    /// The fused backward passes give the bits of the separate ones.
+    #[test]
+    fn fused_backward_passes_match_the_separate_ones() {
+        let mut rng = Rng::new(6);
+        let (rows, cols) = (9, 13);
+        let g = random(rows, &mut rng);
+        let w = random(cols, &mut rng);
+        let out: Vec<f32> = random(rows * cols, &mut rng)
+            .into_iter()
+            .map(|v| v.max(0.0))
+            .collect();
+        for act in [Activation::Relu, Activation::Identity] {
+            let mut want = vec![0.0; rows * cols];
+            matmul(rows, cols, 1, &g, Op::N, &w, Op::T, &mut want, false, 1);
+            activation_backward(&mut want, &out, act);
+            let mut want_sums = vec![0.0; cols];
+            column_sums(&want, &mut want_sums);
+
+            let mut got = vec![7.0; rows * cols];
+            let mut sums = vec![7.0; cols];
+            outer_backward_sums(&g, &w, &out, act, &mut got, &mut sums);
+            assert_eq!(got, want);
+            assert_eq!(sums, want_sums);
+
+            let mut got = vec![0.0; rows * cols];
+            matmul(rows, cols, 1, &g, Op::N, &w, Op::T, &mut got, false, 1);
+            activation_backward_sums(&mut got, &out, act, &mut sums);
+            assert_eq!(got, want);
+            assert_eq!(sums, want_sums);
+        }
     }
 
     /// Every loss's gradient against central differences of its mean.

@@ -1,5 +1,5 @@
 //! The CUDA backend of training: the same minibatch Adam loop as the CPU's
-//! ([`Network::gradient`] then [`crate::cpu::Adam::step`]), run on one GPU with Hearth's own
+//! ([`Network::train_step`]: [`Network::gradient`], then Adam), run on one GPU with Hearth's own
 //! kernels (`kernels/*.cu` through [`hearth_kernels::cuda::Gpu`]). The trainer is written
 //! against [`Device`], so the same code also runs on [`hearth_kernels::device::Reference`] (the
 //! kernels' CPU references), which is how CI checks it on machines without a GPU.

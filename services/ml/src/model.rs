@@ -11,7 +11,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 use crate::Rng;
-use crate::cpu::{self, Activation, Loss, Op, Pool, f32_of};
+use rayon::prelude::*;
+
+use crate::cpu::{self, Activation, Adam, Loss, Op, Pool, f32_of};
 use crate::frame::Frame;
 use crate::prep::{PrepError, Preprocessor, Target, TargetEncoding, Value};
 
@@ -202,33 +204,173 @@ impl Network {
     }
 }
 
+/// Rows of a batch that one task runs forward and back (see [`Workspace`]): about a quarter of
+/// the batch, so that two threads each take two and one that the system preempts leaves work to
+/// steal; at most 256 (products that high run as fast per row as taller ones), a multiple of 16.
+fn chunk_rows(batch: usize) -> usize {
+    batch.div_ceil(4).next_multiple_of(16).min(256)
+}
+
+/// Parameters per task of the update pass (summing the chunks' gradients, Adam).
+const UPDATE_BLOCK: usize = 2048;
+
+/// Multiply-adds per step below which a step runs on the calling thread alone.
+const PARALLEL_STEP_WORK: usize = 1 << 18;
+
 /// Buffers for training a network on batches of up to `batch` rows: allocated once per run.
+///
+/// A step splits its batch into chunks of consecutive rows ([`chunk_rows`], fixed by the batch
+/// size). Each chunk is one task: it gathers its rows, runs them forward, computes their loss,
+/// runs back and writes its share of the gradient (its rows' sum) into its own buffer; then the
+/// update pass sums the shares in chunk order and applies Adam, a block of parameters per task.
+/// A step thus waits for other threads twice. Its arithmetic depends on the batch alone, never on
+/// the number of threads, so any thread count trains the same bits.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     batch: usize,
-    /// `acts[0]` is the input batch; `acts[l + 1]` layer `l`'s output.
-    acts: Vec<Vec<f32>>,
-    delta: Vec<f32>,
-    delta_next: Vec<f32>,
-    /// Gradient of the batch's mean loss, laid out like [`Network::params`].
+    chunk_rows: usize,
+    chunks: Vec<Chunk>,
+    /// The gradient of the mean loss of the rows last given to [`Network::gradient`], laid out
+    /// like [`Network::params`] ([`Network::train_step`] does not keep it).
     pub grads: Vec<f32>,
 }
 
-impl Workspace {
-    pub fn new(network: &Network, batch: usize) -> Workspace {
-        let mut acts = vec![vec![0.0; batch * network.inputs()]];
-        acts.extend(network.layers.iter().map(|l| vec![0.0; batch * l.outputs]));
+/// One chunk's buffers (`rows` rows at most).
+#[derive(Clone, Debug)]
+struct Chunk {
+    /// `acts[0]` is the chunk's input rows; `acts[l + 1]` layer `l`'s output.
+    acts: Vec<Vec<f32>>,
+    targets: Vec<f32>,
+    delta: Vec<f32>,
+    delta_next: Vec<f32>,
+    /// The chunk's rows' share of the gradient, laid out like [`Network::params`].
+    grads: Vec<f32>,
+    /// The chunk's rows' summed loss.
+    loss: f64,
+}
+
+impl Chunk {
+    fn new(network: &Network, rows: usize) -> Chunk {
+        let mut acts = vec![vec![0.0; rows * network.inputs()]];
+        acts.extend(network.layers.iter().map(|l| vec![0.0; rows * l.outputs]));
         let widest = network
             .layers
             .iter()
             .map(|l| l.outputs.max(l.inputs))
             .max()
             .unwrap_or(0);
+        Chunk {
+            acts,
+            targets: vec![0.0; rows],
+            delta: vec![0.0; rows * widest],
+            delta_next: vec![0.0; rows * widest],
+            grads: vec![0.0; network.params.len()],
+            loss: 0.0,
+        }
+    }
+
+    /// Gathers the rows `rows` of `x` (`network.inputs()` wide) and their targets in `y`, runs
+    /// them forward and back, and keeps their summed loss and their share of the gradient of the
+    /// batch's mean loss (`scale` is one over the batch's rows).
+    fn run(&mut self, network: &Network, x: &[f32], y: &[f32], rows: &[usize], scale: f32) {
+        let n = rows.len();
+        let w = network.inputs();
+        for ((dst, t), &r) in self.acts[0]
+            .chunks_exact_mut(w.max(1))
+            .zip(&mut self.targets)
+            .zip(rows)
+        {
+            dst.copy_from_slice(&x[r * w..(r + 1) * w]);
+            *t = y[r];
+        }
+        for (i, l) in network.layers.iter().enumerate() {
+            let (before, after) = self.acts.split_at_mut(i + 1);
+            let out = &mut after[0][..n * l.outputs];
+            cpu::matmul(
+                n,
+                l.outputs,
+                l.inputs,
+                &before[i][..n * l.inputs],
+                Op::N,
+                &network.params[l.weights()],
+                Op::N,
+                out,
+                false,
+                1,
+            );
+            cpu::bias_activation(out, &network.params[l.bias()], l.activation);
+        }
+        let last = network.layers.len();
+        let outputs = network.outputs();
+        self.loss = network.loss.evaluate_scaled(
+            &self.acts[last][..n * outputs],
+            &self.targets[..n],
+            Some(&mut self.delta[..n * outputs]),
+            scale,
+        );
+        // The output layer's bias gradient; hidden layers' are summed as their deltas are made.
+        let out_layer = &network.layers[last - 1];
+        cpu::column_sums(
+            &self.delta[..n * outputs],
+            &mut self.grads[out_layer.bias()],
+        );
+        for (i, l) in network.layers.iter().enumerate().rev() {
+            let delta = &self.delta[..n * l.outputs];
+            let input = &self.acts[i][..n * l.inputs];
+            let (before, wg) = self.grads[..l.bias().start].split_at_mut(l.offset);
+            // dW = inputᵀ · delta.
+            cpu::matmul(
+                l.inputs,
+                l.outputs,
+                n,
+                input,
+                Op::T,
+                delta,
+                Op::N,
+                wg,
+                false,
+                1,
+            );
+            if i > 0 {
+                // d input = delta · Wᵀ, then through the previous layer's activation, with the
+                // previous layer's bias gradient (Σ_rows of its delta) in the same pass.
+                let prev = &network.layers[i - 1];
+                let bg = &mut before[prev.bias()];
+                let next = &mut self.delta_next[..n * l.inputs];
+                let weights = &network.params[l.weights()];
+                if l.outputs == 1 {
+                    cpu::outer_backward_sums(delta, weights, input, prev.activation, next, bg);
+                } else {
+                    cpu::matmul(
+                        n,
+                        l.inputs,
+                        l.outputs,
+                        delta,
+                        Op::N,
+                        weights,
+                        Op::T,
+                        next,
+                        false,
+                        1,
+                    );
+                    cpu::activation_backward_sums(next, input, prev.activation, bg);
+                }
+                std::mem::swap(&mut self.delta, &mut self.delta_next);
+            }
+        }
+    }
+}
+
+impl Workspace {
+    pub fn new(network: &Network, batch: usize) -> Workspace {
+        let chunk_rows = chunk_rows(batch);
+        let chunks = (0..batch.div_ceil(chunk_rows))
+            .map(|c| Chunk::new(network, chunk_rows.min(batch - c * chunk_rows)))
+            .collect();
         Workspace {
             batch,
-            acts,
-            delta: vec![0.0; batch * widest],
-            delta_next: vec![0.0; batch * widest],
+            chunk_rows,
+            chunks,
             grads: vec![0.0; network.params.len()],
         }
     }
@@ -236,87 +378,132 @@ impl Workspace {
     pub fn batch(&self) -> usize {
         self.batch
     }
-
-    /// The input batch to fill (`batch × inputs`).
-    pub fn input_mut(&mut self) -> &mut [f32] {
-        &mut self.acts[0]
-    }
 }
 
 impl Network {
-    /// One training step's gradient: runs the first `rows` rows of `ws`'s input batch forward,
-    /// then back, writing the gradient of their mean loss against `targets` into `ws.grads`.
-    /// Returns their summed loss.
+    /// Multiply-adds of one row's forward and backward pass.
+    fn work_per_row(&self) -> usize {
+        self.layers.iter().map(|l| 3 * l.inputs * l.outputs).sum()
+    }
+
+    /// Runs the rows `rows` of `x` (row-major, [`Network::inputs`] wide; at most `ws.batch()`
+    /// of them) forward and back against their targets in `y` (indexed like `x`'s rows), leaving
+    /// each chunk's share of the gradient in `ws`. Returns their summed loss and whether to run
+    /// in parallel.
+    fn chunks_forward_back(
+        &self,
+        ws: &mut Workspace,
+        x: &[f32],
+        y: &[f32],
+        rows: &[usize],
+        threads: usize,
+    ) -> (f64, usize, bool) {
+        let rows = &rows[..rows.len().min(ws.batch)];
+        let scale = if rows.is_empty() {
+            0.0
+        } else {
+            1.0 / rows.len() as f32
+        };
+        let used = rows.len().div_ceil(ws.chunk_rows);
+        let parallel =
+            threads > 1 && used > 1 && rows.len() * self.work_per_row() >= PARALLEL_STEP_WORK;
+        let chunks = &mut ws.chunks[..used];
+        let run = |(chunk, part): (&mut Chunk, &[usize])| chunk.run(self, x, y, part, scale);
+        if parallel {
+            let parts = rows.par_chunks(ws.chunk_rows);
+            chunks.par_iter_mut().zip(parts).for_each(run);
+        } else {
+            chunks
+                .iter_mut()
+                .zip(rows.chunks(ws.chunk_rows))
+                .for_each(run);
+        }
+        let loss = chunks.iter().map(|c| c.loss).sum();
+        (loss, used, parallel)
+    }
+
+    /// One training step's gradient: runs the rows `rows` of `x` (row-major,
+    /// [`Network::inputs`] wide; at most `ws.batch()` of them) forward, then back, writing the
+    /// gradient of their mean loss against their targets in `y` (indexed like `x`'s rows) into
+    /// `ws.grads`. Returns their summed loss.
     pub fn gradient(
         &self,
         ws: &mut Workspace,
-        rows: usize,
-        targets: &[f32],
+        x: &[f32],
+        y: &[f32],
+        rows: &[usize],
         threads: usize,
     ) -> f64 {
-        let rows = rows.min(ws.batch).min(targets.len());
-        for (i, l) in self.layers.iter().enumerate() {
-            let (before, after) = ws.acts.split_at_mut(i + 1);
-            let out = &mut after[0][..rows * l.outputs];
-            cpu::matmul(
-                rows,
-                l.outputs,
-                l.inputs,
-                &before[i][..rows * l.inputs],
-                Op::N,
-                &self.params[l.weights()],
-                Op::N,
-                out,
-                false,
-                threads,
-            );
-            cpu::bias_activation(out, &self.params[l.bias()], l.activation);
-        }
-        let last = self.layers.len();
-        let outputs = self.outputs();
-        let loss = self.loss.evaluate(
-            &ws.acts[last][..rows * outputs],
-            &targets[..rows],
-            Some(&mut ws.delta[..rows * outputs]),
-        );
-        for (i, l) in self.layers.iter().enumerate().rev() {
-            let delta = &ws.delta[..rows * l.outputs];
-            let input = &ws.acts[i][..rows * l.inputs];
-            let (wg, bg) = ws.grads[l.offset..l.bias().end].split_at_mut(l.inputs * l.outputs);
-            // dW = inputᵀ · delta; db = Σ_rows delta.
-            cpu::matmul(
-                l.inputs,
-                l.outputs,
-                rows,
-                input,
-                Op::T,
-                delta,
-                Op::N,
-                wg,
-                false,
-                threads,
-            );
-            cpu::column_sums(delta, bg);
-            if i > 0 {
-                // d input = delta · Wᵀ, then through the previous layer's activation.
-                let next = &mut ws.delta_next[..rows * l.inputs];
-                cpu::matmul(
-                    rows,
-                    l.inputs,
-                    l.outputs,
-                    delta,
-                    Op::N,
-                    &self.params[l.weights()],
-                    Op::T,
-                    next,
-                    false,
-                    threads,
-                );
-                cpu::activation_backward(next, input, self.layers[i - 1].activation);
-                std::mem::swap(&mut ws.delta, &mut ws.delta_next);
-            }
+        let (loss, used, parallel) = self.chunks_forward_back(ws, x, y, rows, threads);
+        let chunks = &ws.chunks[..used];
+        let sum = |(b, g): (usize, &mut [f32])| sum_shares(chunks, b * UPDATE_BLOCK, g);
+        if parallel {
+            ws.grads
+                .par_chunks_mut(UPDATE_BLOCK)
+                .enumerate()
+                .for_each(sum);
+        } else {
+            ws.grads.chunks_mut(UPDATE_BLOCK).enumerate().for_each(sum);
         }
         loss
+    }
+
+    /// One training step: [`Network::gradient`], then one Adam update of the parameters along
+    /// it. Returns the rows' summed loss.
+    pub fn train_step(
+        &mut self,
+        ws: &mut Workspace,
+        x: &[f32],
+        y: &[f32],
+        rows: &[usize],
+        adam: &mut Adam,
+        threads: usize,
+    ) -> f64 {
+        let (loss, used, parallel) = self.chunks_forward_back(ws, x, y, rows, threads);
+        let chunks = &ws.chunks[..used];
+        let (step, m, v) = adam.begin();
+        // The summed gradient only passes through a small buffer on the stack (it is not kept
+        // in `ws.grads`): the pass reads the shares and the parameters and moments once.
+        let update = |(b, ((p, m), v)): Update<'_>| {
+            let mut g = [0.0f32; UPDATE_BLOCK];
+            let g = &mut g[..p.len()];
+            sum_shares(chunks, b * UPDATE_BLOCK, g);
+            step.update(p, g, m, v);
+        };
+        if parallel {
+            self.params
+                .par_chunks_mut(UPDATE_BLOCK)
+                .zip(m.par_chunks_mut(UPDATE_BLOCK))
+                .zip(v.par_chunks_mut(UPDATE_BLOCK))
+                .enumerate()
+                .for_each(update);
+        } else {
+            self.params
+                .chunks_mut(UPDATE_BLOCK)
+                .zip(m.chunks_mut(UPDATE_BLOCK))
+                .zip(v.chunks_mut(UPDATE_BLOCK))
+                .enumerate()
+                .for_each(update);
+        }
+        loss
+    }
+}
+
+/// A block of the update pass: its index, and its parameters and Adam moments.
+type Update<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+
+/// `grads` (the parameters from `start` on) = the chunks' shares summed, in chunk order.
+fn sum_shares(chunks: &[Chunk], start: usize, grads: &mut [f32]) {
+    let end = start + grads.len();
+    let Some((first, rest)) = chunks.split_first() else {
+        grads.fill(0.0);
+        return;
+    };
+    grads.copy_from_slice(&first.grads[start..end]);
+    for c in rest {
+        for (g, &x) in grads.iter_mut().zip(&c.grads[start..end]) {
+            *g += x;
+        }
     }
 }
 
@@ -575,26 +762,35 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let mut rng = Rng::new(11);
-        let rows = 5;
-        for (loss, targets) in [
-            (Loss::Logistic, vec![1.0, 0.0, 0.0, 1.0, 1.0]),
-            (Loss::Squared, vec![0.5, -1.0, 2.0, 0.0, 0.3]),
-            (Loss::Softmax { classes: 3 }, vec![0.0, 2.0, 1.0, 1.0, 2.0]),
+        // 37 rows of a batch of 40: chunks of 16, 16 and 5 rows, drawn out of order from 50.
+        let n = 50;
+        let mut rows: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut rows);
+        rows.truncate(37);
+        for (loss, classes) in [
+            (Loss::Logistic, 2),
+            (Loss::Squared, 0),
+            (Loss::Softmax { classes: 3 }, 3),
         ] {
+            let targets: Vec<f32> = (0..n)
+                .map(|_| match classes {
+                    0 => f32_of(rng.normal()),
+                    c => f32_of(rng.below(c) as f64),
+                })
+                .collect();
             for hidden in [&[][..], &[6, 4][..]] {
                 let mut net = Network::new(4, hidden, loss, &mut rng);
                 // Non-zero biases, so that their gradients are exercised too.
                 for p in &mut net.params {
                     *p += f32_of(rng.normal() * 0.1);
                 }
-                let mut ws = Workspace::new(&net, 8);
-                for v in ws.input_mut().iter_mut() {
-                    *v = f32_of(rng.normal());
-                }
-                net.gradient(&mut ws, rows, &targets, 1);
+                let x: Vec<f32> = (0..n * 4).map(|_| f32_of(rng.normal())).collect();
+                let mut ws = Workspace::new(&net, 40);
+                assert_eq!(ws.chunks.len(), 3);
+                net.gradient(&mut ws, &x, &targets, &rows, 1);
                 let analytic = ws.grads.clone();
                 let mean_loss = |net: &Network, ws: &mut Workspace| {
-                    net.gradient(ws, rows, &targets, 1) / rows as f64
+                    net.gradient(ws, &x, &targets, &rows, 1) / rows.len() as f64
                 };
                 for (i, &a) in analytic.iter().enumerate() {
                     let h = 1e-3f32;
@@ -621,13 +817,54 @@ mod tests {
         let net = Network::new(3, &[8], Loss::Squared, &mut rng);
         let mut ws = Workspace::new(&net, 4);
         let x: Vec<f32> = (0..12).map(|_| f32_of(rng.normal())).collect();
-        ws.input_mut().copy_from_slice(&x);
         let targets = [0.0; 4];
-        let loss = net.gradient(&mut ws, 4, &targets, 1);
+        let loss = net.gradient(&mut ws, &x, &targets, &[0, 1, 2, 3], 1);
         let mut scratch = Scratch::default();
         let y = net.forward(&x, 4, &mut scratch, 1);
         let direct: f64 = y.iter().map(|v| f64::from(v * v)).sum();
         assert!((loss - direct).abs() < 1e-9, "{loss} {direct}");
+    }
+
+    /// A training step is the gradient then Adam, and gives the same bits on one thread or two.
+    #[test]
+    fn train_steps_are_the_gradient_then_adam_on_any_thread_count() {
+        let mut rng = Rng::new(8);
+        let net = Network::new(20, &[64, 48], Loss::Logistic, &mut rng);
+        let n = 1500;
+        let x: Vec<f32> = (0..n * 20).map(|_| f32_of(rng.normal())).collect();
+        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut results = Vec::new();
+        for threads in [1, 2] {
+            let mut net = net.clone();
+            let mut ws = Workspace::new(&net, 512);
+            let mut adam = Adam::new(net.params.len(), 1e-2);
+            let pool = Pool::new(threads);
+            let mut losses = Vec::new();
+            pool.run(|| {
+                for rows in order.chunks(512) {
+                    losses.push(net.train_step(&mut ws, &x, &y, rows, &mut adam, threads));
+                }
+            });
+            results.push((bits(&net.params), losses));
+        }
+        assert!(results[0] == results[1]);
+
+        let (mut a, mut b) = (net.clone(), net);
+        let mut ws = Workspace::new(&a, 512);
+        let (mut adam_a, mut adam_b) = (
+            Adam::new(a.params.len(), 1e-2),
+            Adam::new(b.params.len(), 1e-2),
+        );
+        for rows in order.chunks(512) {
+            let la = a.train_step(&mut ws, &x, &y, rows, &mut adam_a, 1);
+            let lb = b.gradient(&mut ws, &x, &y, rows, 1);
+            adam_b.step(&mut b.params, &ws.grads);
+            assert_eq!(la.to_bits(), lb.to_bits());
+        }
+        assert!(bits(&a.params) == bits(&b.params));
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! `n − n_test − n_val` shuffled rows, validation the next `n_val`, test the last `n_test`.
 //!
 //! Everything is deterministic given the spec (seed included), the frame and the machine: weight
-//! initialization, minibatch order and permutation importance draw from seeded streams, and the
-//! products give the same bits on any number of threads (see [`cpu`](crate::cpu)).
+//! initialization, minibatch order and permutation importance draw from seeded streams, a
+//! training step splits its work between threads in a way fixed by the batch size alone (see
+//! [`Workspace`]), and the products give the same bits on any number of threads (see
+//! [`cpu`](crate::cpu)).
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -468,7 +470,6 @@ pub fn train_on(
     let n_train = split.train.len();
     let batch = spec.batch_size.min(n_train);
     let mut ws = Workspace::new(&network, batch);
-    let mut batch_y = vec![0.0f32; batch];
     let mut adam = Adam::new(network.params.len(), spec.learning_rate);
     let mut order = split.train.clone();
     let mut shuffle = Rng::new(spec.seed ^ SHUFFLE_STREAM);
@@ -518,13 +519,7 @@ pub fn train_on(
                 total = t.epoch(&order, &mut network.params).map_err(device_error)?;
             } else {
                 for rows in order.chunks(batch) {
-                    let input = ws.input_mut();
-                    for (i, &r) in rows.iter().enumerate() {
-                        input[i * w..(i + 1) * w].copy_from_slice(&x_all[r * w..(r + 1) * w]);
-                        batch_y[i] = y[r];
-                    }
-                    total += network.gradient(&mut ws, rows.len(), &batch_y[..rows.len()], threads);
-                    adam.step(&mut network.params, &ws.grads);
+                    total += network.train_step(&mut ws, &x_all, &y, rows, &mut adam, threads);
                 }
             }
             let seconds = t.elapsed().as_secs_f64();
