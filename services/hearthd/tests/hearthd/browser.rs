@@ -423,6 +423,12 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
         .click()
         .await?;
     wait_path(c, "/endpoints").await?;
+    wait_xpath_text(
+        c,
+        "//table[contains(@class, 'keys')]//tr[td[normalize-space(.) = 'crm']]/td[5]",
+        "revoked",
+    )
+    .await?;
     let (status, _) = json(predict().await?).await;
     ensure!(status == StatusCode::UNAUTHORIZED, "revoked key: {status}");
 
@@ -451,19 +457,31 @@ async fn ensure_cell(c: &Client, name: &str, col: usize, want: &str) -> Result<(
     let xpath = format!(
         "//table[contains(@class, 'endpoints')]//tr[td[1][normalize-space(.) = '{name}']]/td[{col}]"
     );
-    let got = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(&xpath))
+    wait_xpath_text(c, &xpath, want)
         .await
-        .with_context(|| format!("no row for endpoint {name}"))?
-        .text()
-        .await?;
-    ensure!(
-        got.trim() == want,
-        "endpoint {name} column {col}: {got:?}, expected {want:?}"
-    );
-    Ok(())
+        .with_context(|| format!("endpoint {name} column {col}"))
+}
+
+/// Waits until the element at `xpath` reads `want`. A form posted from the page it returns to
+/// leaves the old page up until the new one loads, so the path alone does not say it is done.
+async fn wait_xpath_text(c: &Client, xpath: &str, want: &str) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    let mut last = String::new();
+    loop {
+        // The element may go stale while the page reloads: read again.
+        if let Ok(e) = c.find(Locator::XPath(xpath)).await {
+            if let Ok(text) = e.text().await {
+                if text.trim() == want {
+                    return Ok(());
+                }
+                last = text;
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("{xpath}: {last:?}, expected {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The element `css` once it is there.
