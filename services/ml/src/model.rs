@@ -388,8 +388,8 @@ impl Network {
 
     /// Runs the rows `rows` of `x` (row-major, [`Network::inputs`] wide; at most `ws.batch()`
     /// of them) forward and back against their targets in `y` (indexed like `x`'s rows), leaving
-    /// each chunk's share of the gradient in `ws`. Returns their summed loss and whether to run
-    /// in parallel.
+    /// each chunk's share of the gradient in `ws`. Returns their summed loss, the number of
+    /// chunks used, and whether the step runs in parallel.
     fn chunks_forward_back(
         &self,
         ws: &mut Workspace,
