@@ -150,10 +150,10 @@ impl Chain {
                 computed,
             });
         }
-        if let Some(key) = key {
-            if !key.verify(&record.hash, &record.mac) {
-                return Err(BreakKind::MacMismatch);
-            }
+        if let Some(key) = key
+            && !key.verify(&record.hash, &record.mac)
+        {
+            return Err(BreakKind::MacMismatch);
         }
         let expected = self.next_seq();
         if record.seq > expected {

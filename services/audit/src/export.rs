@@ -164,13 +164,13 @@ pub fn verify_export(bytes: &[u8], mac_key: Option<&AuditKey>) -> Result<Report,
             expected_later = seq_of(line) == Some(expected);
         }
     }
-    if let Some(Break { kind, .. }) = &mut first_break {
-        if let (BreakKind::SeqGap { expected, found }, true) = (&*kind, expected_later) {
-            *kind = BreakKind::Reordered {
-                expected: *expected,
-                found: *found,
-            };
-        }
+    if let Some(Break { kind, .. }) = &mut first_break
+        && let (BreakKind::SeqGap { expected, found }, true) = (&*kind, expected_later)
+    {
+        *kind = BreakKind::Reordered {
+            expected: *expected,
+            found: *found,
+        };
     }
     Ok(Report {
         records: chain.next_seq(),

@@ -284,17 +284,17 @@ fn version_summary(version: &Value, fallback_name: &str) -> String {
             .unwrap_or_else(|| "size unknown".into()),
         text(version, "sha256"),
     );
-    if let Some(lineage) = version.get("lineage").filter(|l| !l.is_null()) {
-        if let Some(transform) = lineage.get("transform").and_then(Value::as_str) {
-            let parent = lineage
-                .get("parent")
-                .map(|p| format!("{}@{}", text(p, "dataset"), text(p, "version")))
-                .unwrap_or_else(|| "?".into());
-            out.push_str(&format!(
-                "from {parent}: {}\n",
-                crate::api::printable(transform, 200)
-            ));
-        }
+    if let Some(lineage) = version.get("lineage").filter(|l| !l.is_null())
+        && let Some(transform) = lineage.get("transform").and_then(Value::as_str)
+    {
+        let parent = lineage
+            .get("parent")
+            .map(|p| format!("{}@{}", text(p, "dataset"), text(p, "version")))
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!(
+            "from {parent}: {}\n",
+            crate::api::printable(transform, 200)
+        ));
     }
     out.push_str(&table(&["COLUMN", "KIND", "MISSING"], &schema));
     out

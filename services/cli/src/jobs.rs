@@ -151,12 +151,12 @@ fn job_spec(args: &TrainArgs) -> Result<Value, UsageError> {
     if args.hidden.is_some() && args.model != Model::Mlp {
         return Err(UsageError("--hidden is for --model mlp".into()));
     }
-    if let Some(hidden) = &args.hidden {
-        if hidden.is_empty() || hidden.contains(&0) {
-            return Err(UsageError(
-                "--hidden: widths are positive, e.g. --hidden 256,256".into(),
-            ));
-        }
+    if let Some(hidden) = &args.hidden
+        && (hidden.is_empty() || hidden.contains(&0))
+    {
+        return Err(UsageError(
+            "--hidden: widths are positive, e.g. --hidden 256,256".into(),
+        ));
     }
     if args.epochs == Some(0) {
         return Err(UsageError("--epochs: at least 1".into()));
@@ -368,7 +368,7 @@ impl EpochView {
         }
         // Into a log: about 50 lines however long the run, the first and the last included.
         let step = (self.total / 50).max(1);
-        if self.lines && (p.epoch % step == 0 || p.epoch <= 1 || p.epoch >= self.total) {
+        if self.lines && (p.epoch.is_multiple_of(step) || p.epoch <= 1 || p.epoch >= self.total) {
             eprintln!("epoch {}/{}: loss {losses}", p.epoch, self.total);
         }
     }

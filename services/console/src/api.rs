@@ -25,10 +25,10 @@ pub fn error_response(e: &ServiceError) -> Response {
 
 /// Adds `Retry-After` to an error answer when the error has a wait (429).
 pub fn with_retry_after(mut resp: Response, e: &ServiceError) -> Response {
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

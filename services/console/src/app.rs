@@ -416,10 +416,10 @@ impl App {
     /// PCR values for status pages, read from the TPM at most every two seconds.
     pub async fn pcrs(&self) -> Result<PcrValues, ServiceError> {
         let mut cache = self.pcr_cache.lock().await;
-        if let Some((at, values)) = &*cache {
-            if at.elapsed() < Duration::from_secs(2) {
-                return Ok(values.clone());
-            }
+        if let Some((at, values)) = &*cache
+            && at.elapsed() < Duration::from_secs(2)
+        {
+            return Ok(values.clone());
         }
         let values = self
             .tpm

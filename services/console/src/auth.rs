@@ -125,14 +125,13 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, s)| s.expires)
                 .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+        {
+            map.remove(&oldest);
         }
         map.insert(sha256_hex(cookie.as_bytes()), session.clone());
         Ok((cookie, session))

@@ -95,13 +95,13 @@ impl Compute {
                 ),
             });
         }
-        if self.inventory.devices.is_empty() {
-            if let Some(why) = &self.inventory.problem {
-                out.push(Shown {
-                    kind: "gpu",
-                    detail: format!("none: {why}"),
-                });
-            }
+        if self.inventory.devices.is_empty()
+            && let Some(why) = &self.inventory.problem
+        {
+            out.push(Shown {
+                kind: "gpu",
+                detail: format!("none: {why}"),
+            });
         }
         out
     }

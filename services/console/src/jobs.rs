@@ -179,12 +179,12 @@ pub fn submit(app: &App, actor: &Actor, spec: JobSpec) -> Result<Job, ServiceErr
             )));
         }
     }
-    if let Some(h) = &spec.hidden {
-        if h.is_empty() || h.len() > 8 || h.iter().any(|&w| w == 0 || w > 4096) {
-            return Err(ServiceError::unprocessable(
-                "hidden: 1 to 8 layers of 1 to 4096 units",
-            ));
-        }
+    if let Some(h) = &spec.hidden
+        && (h.is_empty() || h.len() > 8 || h.iter().any(|&w| w == 0 || w > 4096))
+    {
+        return Err(ServiceError::unprocessable(
+            "hidden: 1 to 8 layers of 1 to 4096 units",
+        ));
     }
     if spec.epochs.is_some_and(|e| e == 0 || e > 10_000) {
         return Err(ServiceError::unprocessable("epochs: 1 to 10000"));

@@ -455,17 +455,17 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
             Ok(None) => return deny(Some(spec), ServiceError::unauthorized("invalid API token")),
             Err(e) => return deny(Some(spec), e),
         }
-    } else if let Some(value) = cookie(headers, SESSION_COOKIE) {
-        if let Some(session) = app.sessions.get(value) {
-            caller = Some(Caller {
-                actor: Actor {
-                    name: session.user.clone(),
-                    role: session.role.audit_role(),
-                },
-                role: session.role,
-                session: Some((value.to_owned(), session)),
-            });
-        }
+    } else if let Some(value) = cookie(headers, SESSION_COOKIE)
+        && let Some(session) = app.sessions.get(value)
+    {
+        caller = Some(Caller {
+            actor: Actor {
+                name: session.user.clone(),
+                role: session.role.audit_role(),
+            },
+            role: session.role,
+            session: Some((value.to_owned(), session)),
+        });
     }
 
     if let Access::Roles(roles) = spec.access {

@@ -1120,10 +1120,10 @@ pub(crate) fn commit_version(
         Ok(Ok(v))
     });
     let result = result.map_err(DatasetError::Store).and_then(|r| r);
-    if result.is_err() {
-        if let Err(e) = store.erase_blob(blob) {
-            tracing::warn!(component = "ml", %blob, error = %e, "could not erase the blob of an uncommitted dataset version");
-        }
+    if result.is_err()
+        && let Err(e) = store.erase_blob(blob)
+    {
+        tracing::warn!(component = "ml", %blob, error = %e, "could not erase the blob of an uncommitted dataset version");
     }
     result
 }

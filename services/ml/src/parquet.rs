@@ -919,21 +919,21 @@ impl Footer {
         }
         chunks.sort_by_key(|c| c.start);
         for pair in chunks.windows(2) {
-            if let [a, b] = pair {
-                if a.start + a.len > b.start {
-                    return Err(ParquetError::Chunk {
-                        row_group: b.row_group,
-                        column: columns
-                            .get(b.column)
-                            .map(|c| c.name.clone())
-                            .unwrap_or_default(),
-                        what: format!(
-                            "it overlaps the chunk of row group {}, column {}",
-                            a.row_group,
-                            a.column + 1
-                        ),
-                    });
-                }
+            if let [a, b] = pair
+                && a.start + a.len > b.start
+            {
+                return Err(ParquetError::Chunk {
+                    row_group: b.row_group,
+                    column: columns
+                        .get(b.column)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                    what: format!(
+                        "it overlaps the chunk of row group {}, column {}",
+                        a.row_group,
+                        a.column + 1
+                    ),
+                });
             }
         }
         // Values are appended per column in file order: each column's chunks must come in row

@@ -161,11 +161,11 @@ fn scan_column(column: &Column, rows: usize, sample: usize) -> PiiColumn {
         .map(|(&kind, _)| kind)
         .collect();
     let pseudonymized = sampled > 0 && tokens == sampled;
-    if let Some(hint) = name_hint.filter(|_| !pseudonymized) {
-        if !kinds.contains(&hint) {
-            kinds.push(hint);
-            kinds.sort();
-        }
+    if let Some(hint) = name_hint.filter(|_| !pseudonymized)
+        && !kinds.contains(&hint)
+    {
+        kinds.push(hint);
+        kinds.sort();
     }
     PiiColumn {
         name: column.name.clone(),
@@ -381,7 +381,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// 13–19 digits, spaces or dashes only between groups, an issuer prefix 2–6, Luhn-valid.

@@ -101,14 +101,14 @@ pub fn parse_rows(
         .get("rows")
         .and_then(|r| r.as_array())
         .ok_or_else(|| body_error("expected {\"rows\": [...]}"))?;
-    if let Some(obj) = doc.as_object() {
-        if let Some(k) = obj.keys().find(|k| *k != "rows") {
-            return Err(InputError {
-                row: None,
-                field: Some(k.clone()),
-                problem: "unknown top-level field".into(),
-            });
-        }
+    if let Some(obj) = doc.as_object()
+        && let Some(k) = obj.keys().find(|k| *k != "rows")
+    {
+        return Err(InputError {
+            row: None,
+            field: Some(k.clone()),
+            problem: "unknown top-level field".into(),
+        });
     }
     if rows.is_empty() || rows.len() > MAX_ROWS {
         return Err(body_error(format!(

@@ -295,10 +295,10 @@ fn check_spec(spec: &TrainSpec) -> Result<(), TrainError> {
             "validation_fraction must be at least 0, with test_fraction below 1 in all",
         ));
     }
-    if let ModelKind::Mlp { hidden } = &spec.model {
-        if hidden.contains(&0) {
-            return Err(invalid("hidden layers need at least one unit"));
-        }
+    if let ModelKind::Mlp { hidden } = &spec.model
+        && hidden.contains(&0)
+    {
+        return Err(invalid("hidden layers need at least one unit"));
     }
     Ok(())
 }

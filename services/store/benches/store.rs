@@ -192,7 +192,13 @@ fn run_kv(
     seed: u64,
 ) -> [KvTimes; 2] {
     let mut times = [KvTimes::default(), KvTimes::default()];
-    let order = |step: u64| if step % 2 == 0 { [0, 1] } else { [1, 0] };
+    let order = |step: u64| {
+        if step.is_multiple_of(2) {
+            [0, 1]
+        } else {
+            [1, 0]
+        }
+    };
 
     let mut step = 0;
     let mut start = 0;

@@ -97,13 +97,13 @@ impl Evidence {
                 &evidence.model_signing_key_sha256,
             ),
         ] {
-            if let Some(v) = value {
-                if v.len() != 32 {
-                    return Err(EvidenceError::BindingLength {
-                        field,
-                        len: v.len(),
-                    });
-                }
+            if let Some(v) = value
+                && v.len() != 32
+            {
+                return Err(EvidenceError::BindingLength {
+                    field,
+                    len: v.len(),
+                });
             }
         }
         Ok(evidence)

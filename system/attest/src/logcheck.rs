@@ -212,17 +212,16 @@ fn blame(firmware: &Option<EventLog>, replay: &Replay, pcr: u8) -> String {
     let events = replay.events_for(pcr);
     if let Some(log) = firmware {
         for r in events {
-            if let EventRef::Firmware(i) = r {
-                if let Some(e) = log.events.get(*i) {
-                    if e.data_matches_digest() == Some(false) {
-                        return format!(
-                            "first divergent event: #{} {} at byte {} (its data does not hash to its digest)",
-                            e.index,
-                            e.type_name(),
-                            e.offset
-                        );
-                    }
-                }
+            if let EventRef::Firmware(i) = r
+                && let Some(e) = log.events.get(*i)
+                && e.data_matches_digest() == Some(false)
+            {
+                return format!(
+                    "first divergent event: #{} {} at byte {} (its data does not hash to its digest)",
+                    e.index,
+                    e.type_name(),
+                    e.offset
+                );
             }
         }
     }

@@ -30,7 +30,7 @@ impl Event {
                 efi::text(data)
             }
             EV_S_CRTM_VERSION => match utf16(data) {
-                Some(v) if efi::is_printable(&v) && data.len() % 2 == 0 => {
+                Some(v) if efi::is_printable(&v) && data.len().is_multiple_of(2) => {
                     format!("CRTM version {}", quote(&v))
                 }
                 _ => format!("CRTM version {}", text_or_hex(data)),
@@ -158,17 +158,17 @@ fn describe_no_action(event: &Event) -> String {
     }
     // Other EV_NO_ACTION events (Spec ID Event00/02, SP800-155 Event, NvIndexInstance…) start
     // with a NUL-terminated signature.
-    if let Some(nul) = data.iter().take(24).position(|b| *b == 0) {
-        if let Ok(sig) = std::str::from_utf8(&data[..nul]) {
-            if !sig.is_empty() && efi::is_printable(sig) {
-                let rest = &data[nul + 1..];
-                return if rest.is_empty() {
-                    quote(sig)
-                } else {
-                    format!("{} + {}", quote(sig), hex_preview(rest))
-                };
-            }
-        }
+    if let Some(nul) = data.iter().take(24).position(|b| *b == 0)
+        && let Ok(sig) = std::str::from_utf8(&data[..nul])
+        && !sig.is_empty()
+        && efi::is_printable(sig)
+    {
+        let rest = &data[nul + 1..];
+        return if rest.is_empty() {
+            quote(sig)
+        } else {
+            format!("{} + {}", quote(sig), hex_preview(rest))
+        };
     }
     text_or_hex(data)
 }

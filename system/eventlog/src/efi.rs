@@ -297,7 +297,7 @@ pub(crate) fn read_guid(r: &mut Reader<'_>, field: &'static str) -> Result<Guid,
 /// A little-endian UCS-2/UTF-16 string up to its first NUL (or the end); `None` if the length
 /// is odd or the code units are not valid UTF-16.
 pub fn utf16(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units = bytes
@@ -375,10 +375,11 @@ pub fn hex_preview(bytes: &[u8]) -> String {
 /// otherwise a hex preview.
 pub fn text_or_hex(bytes: &[u8]) -> String {
     let trimmed = trim_nuls(bytes);
-    if let Ok(s) = std::str::from_utf8(trimmed) {
-        if !s.is_empty() && is_printable(s) {
-            return quote(s);
-        }
+    if let Ok(s) = std::str::from_utf8(trimmed)
+        && !s.is_empty()
+        && is_printable(s)
+    {
+        return quote(s);
     }
     if let Some(s) = utf16(bytes) {
         // Firmware strings are Latin text; a UTF-16 reading of binary data is mostly CJK.
@@ -398,15 +399,15 @@ pub fn text_or_hex(bytes: &[u8]) -> String {
 pub fn text(bytes: &[u8]) -> String {
     let utf8 = std::str::from_utf8(trim_nuls(bytes));
     // ASCII in UTF-16 is valid UTF-8 with NULs between the letters: prefer UTF-16 then.
-    if let Ok(s) = utf8 {
-        if !s.contains('\0') {
-            return quote(s);
-        }
+    if let Ok(s) = utf8
+        && !s.contains('\0')
+    {
+        return quote(s);
     }
-    if let Some(s) = utf16(bytes) {
-        if utf16_len_matches(bytes, &s) {
-            return quote(&s);
-        }
+    if let Some(s) = utf16(bytes)
+        && utf16_len_matches(bytes, &s)
+    {
+        return quote(&s);
     }
     match utf8 {
         Ok(s) => quote(s),
@@ -793,7 +794,9 @@ fn variable_value(var: &Variable<'_>, name: &str) -> String {
             _ => hex_preview(data),
         };
     }
-    if global && matches!(name, "BootOrder" | "DriverOrder" | "SysPrepOrder") && data.len() % 2 == 0
+    if global
+        && matches!(name, "BootOrder" | "DriverOrder" | "SysPrepOrder")
+        && data.len().is_multiple_of(2)
     {
         let prefix = name.trim_end_matches("Order");
         if data.is_empty() {

@@ -187,10 +187,10 @@ fn data_partition(config: &InitConfig) -> anyhow::Result<()> {
     let d = &config.data;
     let deadline = Instant::now() + Duration::from_secs(10);
     let device = loop {
-        if let Some(dev) = find_partition(&d.partlabel) {
-            if wait_for(&dev, Duration::from_secs(2)) {
-                break dev;
-            }
+        if let Some(dev) = find_partition(&d.partlabel)
+            && wait_for(&dev, Duration::from_secs(2))
+        {
+            break dev;
         }
         if Instant::now() >= deadline {
             bail!("no partition named {:?} appeared", d.partlabel);

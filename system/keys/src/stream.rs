@@ -267,10 +267,10 @@ impl StreamError {
     /// [`DecryptingReader`]; other I/O errors become [`StreamError::Io`].
     pub fn from_io(e: io::Error) -> StreamError {
         if e.get_ref().is_some_and(|inner| inner.is::<StreamError>()) {
-            if let Some(inner) = e.into_inner() {
-                if let Ok(stream) = inner.downcast::<StreamError>() {
-                    return *stream;
-                }
+            if let Some(inner) = e.into_inner()
+                && let Ok(stream) = inner.downcast::<StreamError>()
+            {
+                return *stream;
             }
             // Unreachable: `is::<StreamError>()` held just above.
             return StreamError::AlreadyFailed;

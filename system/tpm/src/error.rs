@@ -78,10 +78,10 @@ impl From<hearth_eventlog::pcr::PcrError> for TpmError {
 impl TpmError {
     /// Wraps a tss-esapi error from `command`, lifting the response codes callers act on.
     pub(crate) fn tss(command: &'static str, source: tss_esapi::Error) -> TpmError {
-        if let tss_esapi::Error::Tss2Error(rc) = source {
-            if rc.kind() == Some(Tss2ResponseCodeKind::Lockout) {
-                return TpmError::Lockout;
-            }
+        if let tss_esapi::Error::Tss2Error(rc) = source
+            && rc.kind() == Some(Tss2ResponseCodeKind::Lockout)
+        {
+            return TpmError::Lockout;
         }
         TpmError::Tpm {
             command,

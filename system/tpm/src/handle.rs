@@ -45,10 +45,10 @@ impl Drop for Inner {
     /// atexit clean-up concurrently and the process dies with "double free or corruption".
     fn drop(&mut self) {
         drop(self.tx.take());
-        if std::thread::current().id() != self.owner {
-            if let Ok(done) = self.done.get_mut() {
-                let _ = done.recv_timeout(self.timeout);
-            }
+        if std::thread::current().id() != self.owner
+            && let Ok(done) = self.done.get_mut()
+        {
+            let _ = done.recv_timeout(self.timeout);
         }
     }
 }

@@ -68,10 +68,10 @@ impl Chromedriver {
             if let Some(exit) = driver.child.try_wait().unwrap() {
                 panic!("chromedriver exited {exit:?} at start:\n{}", driver.log());
             }
-            if let Ok(resp) = http.get(format!("{}/status", driver.url)).send().await {
-                if resp.status().is_success() {
-                    return driver;
-                }
+            if let Ok(resp) = http.get(format!("{}/status", driver.url)).send().await
+                && resp.status().is_success()
+            {
+                return driver;
             }
             assert!(
                 Instant::now() < deadline,
@@ -469,13 +469,13 @@ async fn wait_xpath_text(c: &Client, xpath: &str, want: &str) -> Result<()> {
     let mut last = String::new();
     loop {
         // The element may go stale while the page reloads: read again.
-        if let Ok(e) = c.find(Locator::XPath(xpath)).await {
-            if let Ok(text) = e.text().await {
-                if text.trim() == want {
-                    return Ok(());
-                }
-                last = text;
+        if let Ok(e) = c.find(Locator::XPath(xpath)).await
+            && let Ok(text) = e.text().await
+        {
+            if text.trim() == want {
+                return Ok(());
             }
+            last = text;
         }
         if Instant::now() >= deadline {
             bail!("{xpath}: {last:?}, expected {want:?}");
