@@ -26,6 +26,13 @@ pub enum Model {
     Mlp,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    Auto,
+    F32,
+    Bf16,
+}
+
 impl Model {
     fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +69,10 @@ pub struct TrainArgs {
     /// Seed for the split and the initial weights (training is deterministic given it).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The CPU backend's arithmetic: auto (bfloat16 products, float32 sums, where the CPU has
+    /// AVX-512 BF16), f32, or bf16 [default: auto].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Submit and print the job's id, without following it.
     #[arg(long)]
     pub detach: bool,
@@ -178,6 +189,16 @@ fn job_spec(args: &TrainArgs) -> Result<Value, UsageError> {
         ("epochs", args.epochs.map(Value::from)),
         ("group", args.group.clone().map(Value::from)),
         ("seed", args.seed.map(Value::from)),
+        (
+            "precision",
+            args.precision.map(|p| {
+                Value::from(match p {
+                    Precision::Auto => "auto",
+                    Precision::F32 => "f32",
+                    Precision::Bf16 => "bf16",
+                })
+            }),
+        ),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -759,12 +780,15 @@ mod tests {
             "7",
             "--version",
             "2",
+            "--precision",
+            "f32",
         ]);
         assert_eq!(
             job_spec(&args).unwrap(),
             json!({
                 "dataset": "churn", "version": 2, "target": "y", "model": "mlp",
-                "hidden": [256, 128], "epochs": 5, "group": "region", "seed": 7
+                "hidden": [256, 128], "epochs": 5, "group": "region", "seed": 7,
+                "precision": "f32"
             })
         );
         let args = train_args(&["--dataset", "d", "--target", "y", "--model", "logreg"]);

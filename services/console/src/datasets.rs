@@ -175,6 +175,7 @@ pub fn train_job(
         group_column: job.spec.group.clone(),
         epochs: job.epochs,
         seed: job.spec.seed.unwrap_or(defaults.seed),
+        precision: job.spec.precision.unwrap_or_default(),
         ..defaults
     };
     let mut points = Vec::new();
@@ -197,5 +198,10 @@ pub fn train_job(
         .map_err(|e| ServiceError::internal(format!("cannot store the model: {e}")))?;
     job.model_blob = Some(blob.id.to_string());
     job.report = serde_json::to_value(&trained.report).ok();
+    // The report says how the steps really ran (the CPU's mixed precision, say).
+    let planned = compute.describe();
+    if trained.report.backend != planned {
+        job.backend = job.backend.replacen(&planned, &trained.report.backend, 1);
+    }
     Ok(())
 }

@@ -56,6 +56,10 @@ pub struct JobSpec {
     pub group: Option<String>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The CPU backend's arithmetic: `auto` (mixed precision where the CPU has AVX-512 BF16),
+    /// `f32` or `bf16`.
+    #[serde(default)]
+    pub precision: Option<hearth_ml::train::Precision>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

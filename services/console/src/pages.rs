@@ -753,6 +753,7 @@ pub async fn create_job(
         epochs,
         group: Some(form.group.trim().to_owned()).filter(|g| !g.is_empty()),
         seed: None,
+        precision: None,
     };
     match app
         .blocking(move |app| crate::jobs::submit(app, &caller.actor, spec))

@@ -16,7 +16,7 @@ use std::ops::ControlFlow;
 use std::process::Command;
 
 use hearth_ml::synth;
-use hearth_ml::train::{Metrics, ModelKind, TrainSpec, train};
+use hearth_ml::train::{Metrics, ModelKind, Precision, TrainSpec, train};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -35,14 +35,13 @@ fn main() {
     );
 
     let mut ours = serde_json::Map::new();
-    for (name, model) in [
-        (
-            "mlp",
-            ModelKind::Mlp {
-                hidden: vec![256, 256],
-            },
-        ),
-        ("logreg", ModelKind::LogReg),
+    let mlp = ModelKind::Mlp {
+        hidden: vec![256, 256],
+    };
+    for (name, model, precision) in [
+        ("mlp", mlp.clone(), Precision::Auto),
+        ("mlp_f32", mlp, Precision::F32),
+        ("logreg", ModelKind::LogReg, Precision::Auto),
     ] {
         let spec = TrainSpec {
             target: synth::FRAUD_TARGET.into(),
@@ -53,6 +52,7 @@ fn main() {
             patience: 0,
             seed: 7,
             threads,
+            precision,
             ..TrainSpec::default()
         };
         let t = train(&frame, &spec, &mut |_| ControlFlow::Continue(())).unwrap();
@@ -62,9 +62,10 @@ fn main() {
             _ => f64::NAN,
         };
         println!(
-            "  hearth-ml {name:<7} {:>10.0} rows/s  {:>9.0} rows/s/core  ROC-AUC {auc:.4}",
+            "  hearth-ml {name:<8} {:>10.0} rows/s  {:>9.0} rows/s/core  ROC-AUC {auc:.4}  {}",
             r.rows_per_sec,
-            r.rows_per_sec / threads as f64
+            r.rows_per_sec / threads as f64,
+            r.backend
         );
         ours.insert(
             name.into(),
@@ -73,6 +74,7 @@ fn main() {
                 "rows_per_sec_per_core": r.rows_per_sec / threads as f64,
                 "roc_auc": auc,
                 "train_rows": r.rows.train,
+                "backend": r.backend,
             }),
         );
     }
@@ -118,17 +120,28 @@ fn main() {
         }
     };
     if let Some(name) = peer["peer"].as_str() {
-        for model in ["mlp", "logreg"] {
+        for model in ["mlp", "mlp_bf16", "logreg"] {
+            if peer[model].is_null() {
+                continue;
+            }
             let rps = peer[model]["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
             println!(
-                "  {name} {model:<7} {rps:>10.0} rows/s  {:>9.0} rows/s/core  ROC-AUC {:.4}",
+                "  {name} {model:<8} {rps:>10.0} rows/s  {:>9.0} rows/s/core  ROC-AUC {:.4}",
                 rps / threads as f64,
                 peer[model]["roc_auc"].as_f64().unwrap_or(f64::NAN)
             );
         }
-        let ratio = ours["mlp"]["rows_per_sec"].as_f64().unwrap_or(f64::NAN)
-            / peer["mlp"]["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
-        println!("  MLP throughput, hearth-ml / peer: {ratio:.2}");
+        let rps = |side: &serde_json::Value, model: &str| {
+            side[model]["rows_per_sec"].as_f64().unwrap_or(f64::NAN)
+        };
+        let ours = serde_json::Value::Object(ours.clone());
+        println!(
+            "  MLP throughput, hearth-ml / peer: {:.2} (hearth-ml's default against the peer's \
+             float32); float32 both: {:.2}; mixed precision both: {:.2}",
+            rps(&ours, "mlp") / rps(&peer, "mlp"),
+            rps(&ours, "mlp_f32") / rps(&peer, "mlp"),
+            rps(&ours, "mlp") / rps(&peer, "mlp_bf16"),
+        );
     }
 
     if let Some(path) = arg(&args, "--record") {

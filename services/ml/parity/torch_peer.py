@@ -8,7 +8,9 @@ TABLE.csv is `hearth_ml::synth::fraud` as written by the `synth` example; the sp
 70/10/20) and the standardization are hearth-ml's (common.py). Models: an MLP
 33-256-256-1 (ReLU) and a logistic regression (33-1), binary cross-entropy on logits, Adam
 (lr 1e-3), batches of 1024 in an order reshuffled every epoch, float32, a fixed number of epochs,
-the output bias starting at the training log-odds (as in hearth-ml).
+the output bias starting at the training log-odds (as in hearth-ml). On the CPU the MLP also runs
+with PyTorch's mixed precision (`torch.autocast(bfloat16)`), reported as `mlp_bf16`, the peer of
+hearth-ml's mixed-precision training.
 Rows per second count training steps only (the minibatch gather, forward, backward and Adam
 update), as hearth-ml's report does. Prints one JSON object.
 """
@@ -40,7 +42,7 @@ def load(path):
             prep.transform(x[test]), y[test].astype(np.float32))
 
 
-def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu"):
+def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu", bf16=False):
     import torch
 
     torch.set_num_threads(threads)
@@ -72,7 +74,12 @@ def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu"):
             idx = order[i:i + batch]
             xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(xb).squeeze(1), yb)
+            # Mixed precision (bf16=True): PyTorch's own, products in bfloat16 (oneDNN), the
+            # loss and the parameters in float32, as hearth-ml's CPU backend does on CPUs with
+            # AVX-512 BF16.
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                out = net(xb).squeeze(1)
+            loss = loss_fn(out.float(), yb)
             loss.backward()
             opt.step()
         sync()
@@ -119,14 +126,14 @@ def main():
         import torch
 
         peer = f"PyTorch {torch.__version__}"
-        run = lambda hidden: torch_run(xtr, ytr, xte, yte, hidden, args.epochs,  # noqa: E731
-                                       args.batch, args.threads, args.device)
+        run = lambda hidden, bf16=False: torch_run(  # noqa: E731
+            xtr, ytr, xte, yte, hidden, args.epochs, args.batch, args.threads, args.device, bf16)
     except ImportError:
         import sklearn
 
         peer = f"scikit-learn {sklearn.__version__} (PyTorch not installed)"
-        run = lambda hidden: sklearn_run(xtr, ytr, xte, yte, hidden, args.epochs,  # noqa: E731
-                                         args.batch)
+        run = lambda hidden, bf16=False: sklearn_run(  # noqa: E731
+            xtr, ytr, xte, yte, hidden, args.epochs, args.batch) if not bf16 else None
     result = {
         "peer": peer,
         "python": platform.python_version(),
@@ -135,6 +142,7 @@ def main():
         "epochs": args.epochs,
         "train_rows": len(ytr),
         "mlp": run((256, 256)),
+        "mlp_bf16": run((256, 256), bf16=True) if args.device == "cpu" else None,
         "logreg": run(()),
     }
     print(json.dumps(result))

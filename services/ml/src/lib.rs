@@ -15,6 +15,7 @@
 //! - Training is deterministic given a seed and the data.
 //! - Nothing reads a whole upload into memory before it is validated; every parser is bounded.
 
+pub mod bf16;
 pub mod card;
 pub mod cpu;
 pub mod dataset;

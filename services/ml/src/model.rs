@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::Rng;
 use rayon::prelude::*;
 
+use crate::bf16::{self, PackedA, PackedB};
 use crate::cpu::{self, Activation, Adam, Loss, Op, Pool, f32_of};
 use crate::frame::Frame;
 use crate::prep::{PrepError, Preprocessor, Target, TargetEncoding, Value};
@@ -217,6 +218,21 @@ const UPDATE_BLOCK: usize = 2048;
 /// Multiply-adds per step below which a step runs on the calling thread alone.
 const PARALLEL_STEP_WORK: usize = 1 << 18;
 
+/// Whether a layer's products run in bfloat16 in mixed-precision training: hidden-to-hidden
+/// layers (the bulk of the work). The first layer (raw features, often few) and the output layer
+/// (a few columns) stay float32.
+fn bf16_layer(l: &Layer) -> bool {
+    l.inputs >= 64 && l.outputs >= bf16::NR
+}
+
+/// A layer's weights packed for bfloat16 products, once per step: as the right operand of the
+/// forward product (`inputs × outputs`) and of the backward one (its transpose).
+#[derive(Clone, Debug, Default)]
+struct PackedLayer {
+    forward: PackedB,
+    backward: PackedB,
+}
+
 /// Buffers for training a network on batches of up to `batch` rows: allocated once per run.
 ///
 /// A step splits its batch into chunks of consecutive rows ([`chunk_rows`], fixed by the batch
@@ -233,6 +249,9 @@ pub struct Workspace {
     /// The gradient of the mean loss of the rows last given to [`Network::gradient`], laid out
     /// like [`Network::params`] ([`Network::train_step`] does not keep it).
     pub grads: Vec<f32>,
+    /// Mixed precision: per layer, its packed weights where its products run in bfloat16
+    /// ([`bf16_layer`]); empty in float32 training.
+    packed: Vec<Option<PackedLayer>>,
 }
 
 /// One chunk's buffers (`rows` rows at most).
@@ -247,6 +266,9 @@ struct Chunk {
     grads: Vec<f32>,
     /// The chunk's rows' summed loss.
     loss: f64,
+    /// Operands packed for bfloat16 products (mixed precision only).
+    pa: PackedA,
+    pb: PackedB,
 }
 
 impl Chunk {
@@ -266,13 +288,24 @@ impl Chunk {
             delta_next: vec![0.0; rows * widest],
             grads: vec![0.0; network.params.len()],
             loss: 0.0,
+            pa: PackedA::default(),
+            pb: PackedB::default(),
         }
     }
 
     /// Gathers the rows `rows` of `x` (`network.inputs()` wide) and their targets in `y`, runs
     /// them forward and back, and keeps their summed loss and their share of the gradient of the
-    /// batch's mean loss (`scale` is one over the batch's rows).
-    fn run(&mut self, network: &Network, x: &[f32], y: &[f32], rows: &[usize], scale: f32) {
+    /// batch's mean loss (`scale` is one over the batch's rows). Layers with packed weights in
+    /// `packed` multiply in bfloat16.
+    fn run(
+        &mut self,
+        network: &Network,
+        packed: &[Option<PackedLayer>],
+        x: &[f32],
+        y: &[f32],
+        rows: &[usize],
+        scale: f32,
+    ) {
         let n = rows.len();
         let w = network.inputs();
         for ((dst, t), &r) in self.acts[0]
@@ -286,18 +319,25 @@ impl Chunk {
         for (i, l) in network.layers.iter().enumerate() {
             let (before, after) = self.acts.split_at_mut(i + 1);
             let out = &mut after[0][..n * l.outputs];
-            cpu::matmul(
-                n,
-                l.outputs,
-                l.inputs,
-                &before[i][..n * l.inputs],
-                Op::N,
-                &network.params[l.weights()],
-                Op::N,
-                out,
-                false,
-                1,
-            );
+            let input = &before[i][..n * l.inputs];
+            if let Some(Some(w)) = packed.get(i) {
+                self.pa.pack(n, l.inputs, input, Op::N);
+                bf16::matmul(&self.pa, &w.forward, out, false);
+            } else {
+                let weights = &network.params[l.weights()];
+                cpu::matmul(
+                    n,
+                    l.outputs,
+                    l.inputs,
+                    input,
+                    Op::N,
+                    weights,
+                    Op::N,
+                    out,
+                    false,
+                    1,
+                );
+            }
             cpu::bias_activation(out, &network.params[l.bias()], l.activation);
         }
         let last = network.layers.len();
@@ -318,19 +358,26 @@ impl Chunk {
             let delta = &self.delta[..n * l.outputs];
             let input = &self.acts[i][..n * l.inputs];
             let (before, wg) = self.grads[..l.bias().start].split_at_mut(l.offset);
+            let packed = packed.get(i).and_then(Option::as_ref);
             // dW = inputᵀ · delta.
-            cpu::matmul(
-                l.inputs,
-                l.outputs,
-                n,
-                input,
-                Op::T,
-                delta,
-                Op::N,
-                wg,
-                false,
-                1,
-            );
+            if packed.is_some() {
+                self.pa.pack(l.inputs, n, input, Op::T);
+                self.pb.pack(n, l.outputs, delta, Op::N);
+                bf16::matmul(&self.pa, &self.pb, wg, false);
+            } else {
+                cpu::matmul(
+                    l.inputs,
+                    l.outputs,
+                    n,
+                    input,
+                    Op::T,
+                    delta,
+                    Op::N,
+                    wg,
+                    false,
+                    1,
+                );
+            }
             if i > 0 {
                 // d input = delta · Wᵀ, then through the previous layer's activation, with the
                 // previous layer's bias gradient (Σ_rows of its delta) in the same pass.
@@ -340,6 +387,10 @@ impl Chunk {
                 let weights = &network.params[l.weights()];
                 if l.outputs == 1 {
                     cpu::outer_backward_sums(delta, weights, input, prev.activation, next, bg);
+                } else if let Some(w) = packed {
+                    self.pa.pack(n, l.outputs, delta, Op::N);
+                    bf16::matmul(&self.pa, &w.backward, next, false);
+                    cpu::activation_backward_sums(next, input, prev.activation, bg);
                 } else {
                     cpu::matmul(
                         n,
@@ -362,17 +413,47 @@ impl Chunk {
 }
 
 impl Workspace {
+    /// Buffers for float32 training.
     pub fn new(network: &Network, batch: usize) -> Workspace {
+        Workspace::with_precision(network, batch, false)
+    }
+
+    /// Buffers for float32 training, or for mixed precision (`bf16`): the hidden-to-hidden
+    /// layers' products then take bfloat16 inputs and sum in float32 (see [`bf16`]); everything
+    /// else stays float32.
+    ///
+    /// # Panics
+    /// If `bf16` is asked for on a CPU without AVX-512 BF16 ([`bf16::available`]).
+    pub fn with_precision(network: &Network, batch: usize, bf16: bool) -> Workspace {
+        assert!(
+            !bf16 || bf16::available(),
+            "bfloat16 products need AVX-512 BF16"
+        );
         let chunk_rows = chunk_rows(batch);
         let chunks = (0..batch.div_ceil(chunk_rows))
             .map(|c| Chunk::new(network, chunk_rows.min(batch - c * chunk_rows)))
             .collect();
+        let packed = if bf16 {
+            network
+                .layers
+                .iter()
+                .map(|l| bf16_layer(l).then(PackedLayer::default))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Workspace {
             batch,
             chunk_rows,
             chunks,
             grads: vec![0.0; network.params.len()],
+            packed,
         }
+    }
+
+    /// Whether the hidden-to-hidden products run in bfloat16.
+    pub fn mixed_precision(&self) -> bool {
+        self.packed.iter().any(Option::is_some)
     }
 
     pub fn batch(&self) -> usize {
@@ -407,8 +488,24 @@ impl Network {
         let used = rows.len().div_ceil(ws.chunk_rows);
         let parallel =
             threads > 1 && used > 1 && rows.len() * self.work_per_row() >= PARALLEL_STEP_WORK;
+        // This step's weights, packed once for every chunk's bfloat16 products.
+        for (l, slot) in self.layers.iter().zip(&mut ws.packed) {
+            if let Some(p) = slot {
+                let w = &self.params[l.weights()];
+                let forward = |f: &mut PackedB| f.pack(l.inputs, l.outputs, w, Op::N);
+                let backward = |b: &mut PackedB| b.pack(l.outputs, l.inputs, w, Op::T);
+                if parallel {
+                    rayon::join(|| forward(&mut p.forward), || backward(&mut p.backward));
+                } else {
+                    forward(&mut p.forward);
+                    backward(&mut p.backward);
+                }
+            }
+        }
         let chunks = &mut ws.chunks[..used];
-        let run = |(chunk, part): (&mut Chunk, &[usize])| chunk.run(self, x, y, part, scale);
+        let packed = &ws.packed[..];
+        let run =
+            |(chunk, part): (&mut Chunk, &[usize])| chunk.run(self, packed, x, y, part, scale);
         if parallel {
             let parts = rows.par_chunks(ws.chunk_rows);
             chunks.par_iter_mut().zip(parts).for_each(run);
@@ -836,21 +933,25 @@ mod tests {
         let mut order: Vec<usize> = (0..n).collect();
         rng.shuffle(&mut order);
         let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let mut results = Vec::new();
-        for threads in [1, 2] {
-            let mut net = net.clone();
-            let mut ws = Workspace::new(&net, 512);
-            let mut adam = Adam::new(net.params.len(), 1e-2);
-            let pool = Pool::new(threads);
-            let mut losses = Vec::new();
-            pool.run(|| {
-                for rows in order.chunks(512) {
-                    losses.push(net.train_step(&mut ws, &x, &y, rows, &mut adam, threads));
-                }
-            });
-            results.push((bits(&net.params), losses));
+        // Float32 and, on CPUs with AVX-512 BF16, mixed precision (the 64→48 layer).
+        for bf16 in [false, bf16::available()] {
+            let mut results = Vec::new();
+            for threads in [1, 2] {
+                let mut net = net.clone();
+                let mut ws = Workspace::with_precision(&net, 512, bf16);
+                assert_eq!(ws.mixed_precision(), bf16);
+                let mut adam = Adam::new(net.params.len(), 1e-2);
+                let pool = Pool::new(threads);
+                let mut losses = Vec::new();
+                pool.run(|| {
+                    for rows in order.chunks(512) {
+                        losses.push(net.train_step(&mut ws, &x, &y, rows, &mut adam, threads));
+                    }
+                });
+                results.push((bits(&net.params), losses));
+            }
+            assert!(results[0] == results[1], "bf16 {bf16}");
         }
-        assert!(results[0] == results[1]);
 
         let (mut a, mut b) = (net.clone(), net);
         let mut ws = Workspace::new(&a, 512);
@@ -865,6 +966,43 @@ mod tests {
             assert_eq!(la.to_bits(), lb.to_bits());
         }
         assert!(bits(&a.params) == bits(&b.params));
+    }
+
+    /// Mixed precision's gradient is float32's, but for the rounding of the hidden-to-hidden
+    /// products' inputs to bfloat16 (8 bits of mantissa); on a CPU without AVX-512 BF16 it is
+    /// refused.
+    #[test]
+    fn mixed_precision_gradients_are_close_to_float32() {
+        let mut rng = Rng::new(21);
+        let net = Network::new(20, &[96, 64], Loss::Logistic, &mut rng);
+        if !bf16::available() {
+            let refused = std::panic::catch_unwind(|| Workspace::with_precision(&net, 64, true));
+            assert!(refused.is_err(), "mixed precision without AVX-512 BF16");
+            return;
+        }
+        let n = 300;
+        let x: Vec<f32> = (0..n * 20).map(|_| f32_of(rng.normal())).collect();
+        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
+        let rows: Vec<usize> = (0..n).collect();
+        let mut exact = Workspace::new(&net, n);
+        let mut mixed = Workspace::with_precision(&net, n, true);
+        // Only the 96→64 layer runs in bfloat16.
+        assert_eq!(mixed.packed.iter().flatten().count(), 1);
+        let le = net.gradient(&mut exact, &x, &y, &rows, 2);
+        let lm = net.gradient(&mut mixed, &x, &y, &rows, 2);
+        assert!((le - lm).abs() <= 1e-3 * le.abs(), "loss {le} vs {lm}");
+        assert!(exact.grads != mixed.grads, "no product ran in bfloat16");
+        // Per layer, the two gradients point the same way. (Single entries can differ by a few
+        // per cent: a unit whose pre-activation is within rounding of zero switches on or off
+        // for a row, adding or removing that row's whole term.)
+        for l in &net.layers {
+            let r = l.offset..l.bias().end;
+            let (e, m) = (&exact.grads[r.clone()], &mixed.grads[r]);
+            let dot: f64 = e.iter().zip(m).map(|(a, b)| f64::from(a * b)).sum();
+            let norm = |g: &[f32]| g.iter().map(|a| f64::from(a * a)).sum::<f64>().sqrt();
+            let cosine = dot / (norm(e) * norm(m));
+            assert!(cosine > 0.999, "layer {l:?}: cosine {cosine}");
+        }
     }
 
     #[test]

@@ -90,7 +90,24 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Threads for matrix products; 0 means every core.
     pub threads: usize,
+    /// How the CPU backend multiplies (GPUs train in float32).
+    pub precision: Precision,
     pub prep: PrepConfig,
+}
+
+/// The arithmetic of the CPU backend's training products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Mixed precision where the CPU has AVX-512 BF16 ([`crate::bf16`]), float32 elsewhere.
+    #[default]
+    Auto,
+    /// Float32 throughout: the same bits on every x86-64 CPU.
+    F32,
+    /// Mixed precision: the hidden-to-hidden layers' products take bfloat16 inputs and sum in
+    /// float32; parameters, Adam and everything else stay float32. Refused on CPUs without
+    /// AVX-512 BF16 and on GPUs.
+    Bf16,
 }
 
 impl Default for TrainSpec {
@@ -110,6 +127,7 @@ impl Default for TrainSpec {
             patience: 5,
             seed: 0,
             threads: 0,
+            precision: Precision::Auto,
             prep: PrepConfig::default(),
         }
     }
@@ -469,7 +487,23 @@ pub fn train_on(
     // Everything the loop touches is allocated here, once.
     let n_train = split.train.len();
     let batch = spec.batch_size.min(n_train);
-    let mut ws = Workspace::new(&network, batch);
+    let bf16 = match (spec.precision, compute) {
+        (Precision::F32, _) | (Precision::Auto, Compute::Cuda(_) | Compute::Reference) => false,
+        (Precision::Auto, Compute::Cpu) => crate::bf16::available(),
+        (Precision::Bf16, Compute::Cpu) if crate::bf16::available() => true,
+        (Precision::Bf16, Compute::Cpu) => {
+            return Err(invalid(
+                "precision bf16 needs a CPU with AVX-512 BF16 and this one has none \
+                 (use auto or f32)",
+            ));
+        }
+        (Precision::Bf16, _) => {
+            return Err(invalid(
+                "precision bf16 is for the CPU backend; GPUs train in float32",
+            ));
+        }
+    };
+    let mut ws = Workspace::with_precision(&network, batch, bf16);
     let mut adam = Adam::new(network.params.len(), spec.learning_rate);
     let mut order = split.train.clone();
     let mut shuffle = Rng::new(spec.seed ^ SHUFFLE_STREAM);
@@ -613,7 +647,11 @@ pub fn train_on(
         best_epoch,
         stopped_early,
         best_loss,
-        backend: compute.describe(),
+        backend: if ws.mixed_precision() {
+            format!("{} (bf16 products)", compute.describe())
+        } else {
+            compute.describe()
+        },
         threads,
         rows_per_sec: (n_train * epochs_run) as f64 / step_seconds.max(1e-9),
         seconds: started.elapsed().as_secs_f64(),

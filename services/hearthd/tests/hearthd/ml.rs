@@ -175,6 +175,43 @@ async fn upload_report_pseudonymize_train_and_cancel() {
         report.contains("roc_auc") || report.contains("auc"),
         "{report}"
     );
+    // An MLP job runs in mixed precision where the CPU has AVX-512 BF16 and says so; float32
+    // can be asked for; a precision that does not exist is refused.
+    let mixed = if hearth_ml::bf16::available() {
+        "cpu (bf16 products)"
+    } else {
+        "cpu"
+    };
+    for (precision, backend) in [(None, mixed), (Some("f32"), "cpu")] {
+        let mut spec = json!({ "dataset": "customers", "target": "y", "model": "mlp", "hidden": [64, 64], "epochs": 2 });
+        if let Some(p) = precision {
+            spec["precision"] = p.into();
+        }
+        let (status, job) = json(
+            client()
+                .post(d.url("/api/v1/jobs"))
+                .bearer_auth(&t)
+                .json(&spec)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        let done = wait_finished(&d, &t, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["state"], "done", "{done}");
+        assert_eq!(done["backend"], backend, "{done}");
+        assert_eq!(done["report"]["backend"], backend, "{done}");
+    }
+    let resp = client()
+        .post(d.url("/api/v1/jobs"))
+        .bearer_auth(&t)
+        .json(&json!({ "dataset": "customers", "target": "y", "model": "mlp", "precision": "fp8" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+
     // The live event stream of a finished job: the snapshot, then it closes.
     let events = client()
         .get(d.url(&format!("/api/v1/jobs/{id}/events")))

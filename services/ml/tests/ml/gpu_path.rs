@@ -7,7 +7,9 @@
 use std::ops::ControlFlow;
 
 use hearth_ml::frame::{Column, ColumnData, ColumnKind, Frame};
-use hearth_ml::train::{Compute, Metrics, ModelKind, Progress, TrainSpec, Trained, train_on};
+use hearth_ml::train::{
+    Compute, Metrics, ModelKind, Precision, Progress, TrainSpec, Trained, train_on,
+};
 use hearth_ml::{Rng, synth};
 
 fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Progress>) {
@@ -22,7 +24,13 @@ fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Prog
 
 /// Trains on the CPU and on the reference device; asserts the per-epoch training losses agree.
 fn both(frame: &Frame, spec: &TrainSpec) -> (Trained, Trained) {
-    let (cpu, cpu_epochs) = run(frame, spec, &Compute::Cpu);
+    // GPUs train in float32, so the CPU does here too (mixed precision is checked in
+    // hearth_ml::model and tests/ml/train.rs).
+    let f32_spec = TrainSpec {
+        precision: Precision::F32,
+        ..spec.clone()
+    };
+    let (cpu, cpu_epochs) = run(frame, &f32_spec, &Compute::Cpu);
     let (dev, dev_epochs) = run(frame, spec, &Compute::Reference);
     assert_eq!(cpu.report.backend, "cpu");
     assert!(

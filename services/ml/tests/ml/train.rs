@@ -148,6 +148,66 @@ mod determinism {
     }
 }
 
+mod precision {
+    use super::*;
+    use hearth_ml::bf16;
+    use hearth_ml::train::{Compute, Precision, train_on};
+
+    fn spec(precision: Precision) -> TrainSpec {
+        TrainSpec {
+            target: synth::FRAUD_TARGET.into(),
+            model: ModelKind::Mlp {
+                hidden: vec![128, 64],
+            },
+            epochs: 3,
+            batch_size: 512,
+            seed: 3,
+            precision,
+            ..TrainSpec::default()
+        }
+    }
+
+    /// Mixed precision (where the CPU has it) trains a model as good as float32's, says so in
+    /// the report, and is refused where it cannot run.
+    #[test]
+    fn mixed_precision_trains_as_well_as_float32_and_is_recorded() {
+        let frame = synth::fraud(40_000, 2);
+        let exact = train(&frame, &spec(Precision::F32), &mut keep_going).unwrap();
+        assert_eq!(exact.report.backend, "cpu");
+        let auto = train(&frame, &spec(Precision::Auto), &mut keep_going).unwrap();
+        if !bf16::available() {
+            assert_eq!(auto.report.backend, "cpu");
+            let e = train(&frame, &spec(Precision::Bf16), &mut keep_going).unwrap_err();
+            assert!(e.to_string().contains("AVX-512 BF16"), "{e}");
+            return;
+        }
+        let mixed = train(&frame, &spec(Precision::Bf16), &mut keep_going).unwrap();
+        assert_eq!(mixed.report.backend, "cpu (bf16 products)");
+        assert_eq!(auto.report.backend, mixed.report.backend);
+        assert!(auto.model.network.params == mixed.model.network.params);
+        assert!(exact.model.network.params != mixed.model.network.params);
+        let (e, m) = (
+            roc_auc(&exact.report.metrics),
+            roc_auc(&mixed.report.metrics),
+        );
+        assert!((e - m).abs() <= 0.005, "ROC-AUC float32 {e} vs mixed {m}");
+        assert!(m > 0.85, "ROC-AUC {m}");
+    }
+
+    #[test]
+    fn gpus_refuse_bf16() {
+        let frame = synth::fraud(2_000, 1);
+        let e = train_on(
+            &frame,
+            &spec(Precision::Bf16),
+            &Compute::Reference,
+            &mut keep_going,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("GPUs train in float32"), "{e}");
+    }
+}
+
 mod tasks {
     use super::*;
 
