@@ -2,7 +2,7 @@
 //! and later, Intel Cooper Lake, Sapphire Rapids and later).
 //!
 //! What it is for: the CPU backend's mixed-precision training (see [`crate::model::Workspace`]).
-//! The hidden-to-hidden products of a training step — the bulk of its arithmetic — take their
+//! The hidden layers' products of a training step — the bulk of its arithmetic — take their
 //! inputs rounded to bfloat16 (8 bits of mantissa, float32's range) and sum in float32, which
 //! `vdpbf16ps` does at twice the multiply-adds per cycle of float32 FMAs. Parameters, Adam's
 //! moments, activations and every other sum stay float32, as in PyTorch's `autocast(bfloat16)`.
@@ -45,13 +45,17 @@ pub fn available() -> bool {
     }
 }
 
-/// `x` rounded to the nearest bfloat16 (ties to even); NaNs stay NaNs.
+/// `x` rounded to the nearest bfloat16 (ties to even) as `vcvtneps2bf16` rounds: NaNs stay
+/// (quiet) NaNs, and subnormal inputs count as zero (keeping their sign).
 #[allow(clippy::cast_possible_truncation)] // the top 16 bits of a u32 fit a u16
 #[inline]
 pub fn round(x: f32) -> u16 {
     let bits = x.to_bits();
     if bits & 0x7fff_ffff > 0x7f80_0000 {
         return ((bits >> 16) | 0x40) as u16;
+    }
+    if bits & 0x7f80_0000 == 0 {
+        return ((bits >> 16) & 0x8000) as u16;
     }
     ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
@@ -88,7 +92,7 @@ impl PackedA {
         let kp = k.div_ceil(2);
         self.m = m;
         self.kp = kp;
-        self.data.clear();
+        // Every element is written below: no need to clear it first.
         self.data.resize(m * kp, 0);
         if kp == 0 {
             return;
@@ -137,9 +141,13 @@ impl PackedB {
         assert!(b.len() >= k * n, "rhs holds {} < {k}×{n}", b.len());
         let kp = k.div_ceil(2);
         let panels = n.div_ceil(NR);
+        // Padding columns are never written: they are zero from the last packing of the same
+        // shape, or cleared here.
+        if (self.n, self.kp) != (n, kp) {
+            self.data.clear();
+        }
         self.n = n;
         self.kp = kp;
-        self.data.clear();
         self.data.resize(panels * kp * NR, 0);
         if kp == 0 {
             return;
@@ -165,13 +173,19 @@ impl PackedB {
                 }
             }
             Op::T => {
-                // Column c of op(b) is stored row c: its pairs are adjacent there.
-                let mut pairs = vec![0u32; kp];
-                for (c, row) in b.chunks_exact(k).take(n).enumerate() {
-                    pack_contiguous(&mut pairs, row);
-                    let (j, lane) = (c / NR, c % NR);
-                    for (p, &x) in pairs.iter().enumerate() {
-                        self.data[(j * kp + p) * NR + lane] = x;
+                // Column c of op(b) is stored row c: its pairs are adjacent there. Each panel's
+                // rows are packed as rows, then transposed (in L1) into the panel.
+                let mut rows = vec![0u32; NR * kp];
+                for (j, src) in b[..n * k].chunks(NR * k).enumerate() {
+                    let width = src.len() / k;
+                    for (dst, row) in rows.chunks_exact_mut(kp).zip(src.chunks_exact(k)) {
+                        pack_contiguous(dst, row);
+                    }
+                    let panel = &mut self.data[j * kp * NR..(j + 1) * kp * NR];
+                    for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                        for (lane, o) in out[..width].iter_mut().enumerate() {
+                            *o = rows[lane * kp + p];
+                        }
                     }
                 }
             }
@@ -181,6 +195,13 @@ impl PackedB {
 
 /// `dst[p]` = the pair (`src[2p]`, `src[2p + 1]`), zero past `src`'s end.
 fn pack_contiguous(dst: &mut [u32], src: &[f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has the features (checked just above).
+        done = unsafe { x86::pack_contiguous(dst, src) };
+    }
+    let (dst, src) = (&mut dst[done / 2..], &src[done..]);
     let pairs = src.chunks_exact(2);
     let tail = pairs.remainder().first().copied();
     let full = pairs.len();
@@ -194,6 +215,13 @@ fn pack_contiguous(dst: &mut [u32], src: &[f32]) {
 
 /// `dst[i]` = the pair (`lo[i]`, `hi[i]`).
 fn pack_interleaved(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has the features (checked just above).
+        done = unsafe { x86::pack_interleaved(dst, lo, hi) };
+    }
+    let (dst, lo, hi) = (&mut dst[done..], &lo[done..], &hi[done..]);
     for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
         *d = pair(l, h);
     }
@@ -228,11 +256,64 @@ pub fn matmul(a: &PackedA, b: &PackedB, c: &mut [f32], accumulate: bool) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m512, __m512bh, __m512i, _mm512_add_ps, _mm512_dpbf16_ps, _mm512_loadu_si512,
-        _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_set1_epi32, _mm512_setzero_ps,
+        __m256bh, __m256i, __m512, __m512bh, __m512i, _mm512_add_ps, _mm512_cvtepu16_epi32,
+        _mm512_cvtne2ps_pbh, _mm512_cvtneps_pbh, _mm512_dpbf16_ps, _mm512_loadu_ps,
+        _mm512_loadu_si512, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps, _mm512_or_si512,
+        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_slli_epi32, _mm512_storeu_si512,
     };
 
     use super::{KC, MR, NR, PackedA, PackedB};
+
+    /// `pack_contiguous` for the first multiple of 32 elements of `src` (as many as `dst`
+    /// holds pairs for); returns how many elements it packed.
+    ///
+    /// # Safety
+    /// AVX-512 F and BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pack_contiguous(dst: &mut [u32], src: &[f32]) -> usize {
+        let blocks = src.len().min(2 * dst.len()) / 32;
+        for (d, x) in dst
+            .chunks_exact_mut(16)
+            .zip(src.chunks_exact(32))
+            .take(blocks)
+        {
+            // SAFETY: 32 floats read from `x`, 16 u32 (the same 64 bytes) written to `d`.
+            unsafe {
+                let lo = _mm512_loadu_ps(x.as_ptr());
+                let hi = _mm512_loadu_ps(x.as_ptr().add(16));
+                let v = _mm512_cvtne2ps_pbh(hi, lo);
+                _mm512_storeu_si512(
+                    d.as_mut_ptr().cast(),
+                    std::mem::transmute::<__m512bh, __m512i>(v),
+                );
+            }
+        }
+        blocks * 32
+    }
+
+    /// `pack_interleaved` for the first multiple of 16 elements; returns how many it packed.
+    ///
+    /// # Safety
+    /// AVX-512 F and BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn pack_interleaved(dst: &mut [u32], lo: &[f32], hi: &[f32]) -> usize {
+        let blocks = dst.len().min(lo.len()).min(hi.len()) / 16;
+        let parts = dst
+            .chunks_exact_mut(16)
+            .zip(lo.chunks_exact(16).zip(hi.chunks_exact(16)));
+        for (d, (l, h)) in parts.take(blocks) {
+            // SAFETY: 16 floats read from each of `l` and `h`, 16 u32 written to `d`.
+            unsafe {
+                let l = _mm512_cvtneps_pbh(_mm512_loadu_ps(l.as_ptr()));
+                let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(h.as_ptr()));
+                let l = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(l));
+                let h = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(h));
+                let v = _mm512_or_si512(l, _mm512_slli_epi32::<16>(h));
+                _mm512_storeu_si512(d.as_mut_ptr().cast(), v);
+            }
+        }
+        blocks * 16
+    }
 
     /// # Safety
     /// The CPU has AVX-512 F and BF16; `a.kp == b.kp > 0`; `c` holds `a.m · b.n` elements.
@@ -419,6 +500,41 @@ mod tests {
         assert_eq!(widen(round(f32::MAX)), f32::INFINITY);
     }
 
+    /// The vector packing rounds every float32 — ties, subnormals, infinities, NaNs, random bit
+    /// patterns — as the scalar code does.
+    #[test]
+    fn vector_packing_rounds_as_the_scalar_code() {
+        let mut rng = Rng::new(3);
+        let mut xs: Vec<f32> = [
+            0.0,
+            -0.0,
+            1.0 + 1.0 / 256.0,
+            1.0 + 3.0 / 256.0,
+            f32::from_bits(1),
+            -f32::from_bits(0x007f_ffff),
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::from_bits(0xff80_0001),
+        ]
+        .to_vec();
+        #[allow(clippy::cast_possible_truncation)] // 32 random bits
+        xs.extend((0..200).map(|_| f32::from_bits((rng.f64() * 4_294_967_296.0) as u32)));
+        let scalar: Vec<u32> = xs
+            .chunks(2)
+            .map(|p| u32::from(round(p[0])) | (u32::from(round(p[1])) << 16))
+            .collect();
+        let mut packed = vec![0; xs.len() / 2];
+        pack_contiguous(&mut packed, &xs);
+        assert_eq!(packed, scalar);
+        let (lo, hi): (Vec<f32>, Vec<f32>) = xs.chunks(2).map(|p| (p[0], p[1])).unzip();
+        let mut packed = vec![0; lo.len()];
+        pack_interleaved(&mut packed, &lo, &hi);
+        assert_eq!(packed, scalar);
+    }
+
     #[test]
     fn products_match_a_reference_in_every_layout_and_shape() {
         if !available() {
@@ -429,6 +545,8 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(11);
+        // One pair of packed operands for every case: repacking reuses their buffers.
+        let (mut pa, mut pb) = (PackedA::default(), PackedB::default());
         // Odd and even inner dimensions, tails of rows (not a multiple of 12) and of columns
         // (not a multiple of 32), more than one pass over k (k > 2·KC), and the training shapes.
         for &(m, n, k) in &[
@@ -446,7 +564,6 @@ mod tests {
             for oa in [Op::N, Op::T] {
                 for ob in [Op::N, Op::T] {
                     let want = reference(m, n, k, &a, oa, &b, ob);
-                    let (mut pa, mut pb) = (PackedA::default(), PackedB::default());
                     pa.pack(m, k, &a, oa);
                     pb.pack(k, n, &b, ob);
                     let mut c = vec![f32::NAN; m * n + 3];

@@ -218,11 +218,12 @@ const UPDATE_BLOCK: usize = 2048;
 /// Multiply-adds per step below which a step runs on the calling thread alone.
 const PARALLEL_STEP_WORK: usize = 1 << 18;
 
-/// Whether a layer's products run in bfloat16 in mixed-precision training: hidden-to-hidden
-/// layers (the bulk of the work). The first layer (raw features, often few) and the output layer
-/// (a few columns) stay float32.
+/// Whether a layer's products run in bfloat16 in mixed-precision training: layers of at least
+/// 32 outputs, the hidden layers in practice (the bulk of the work; PyTorch's autocast takes
+/// every layer). Thinner ones (a logit, a few classes, narrow hidden layers) stay float32: they
+/// would waste most of the bfloat16 tiles' 32 columns.
 fn bf16_layer(l: &Layer) -> bool {
-    l.inputs >= 64 && l.outputs >= bf16::NR
+    l.outputs >= bf16::NR
 }
 
 /// A layer's weights packed for bfloat16 products, once per step: as the right operand of the
@@ -418,7 +419,7 @@ impl Workspace {
         Workspace::with_precision(network, batch, false)
     }
 
-    /// Buffers for float32 training, or for mixed precision (`bf16`): the hidden-to-hidden
+    /// Buffers for float32 training, or for mixed precision (`bf16`): the hidden
     /// layers' products then take bfloat16 inputs and sum in float32 (see [`bf16`]); everything
     /// else stays float32.
     ///
@@ -451,7 +452,7 @@ impl Workspace {
         }
     }
 
-    /// Whether the hidden-to-hidden products run in bfloat16.
+    /// Whether the hidden layers' products run in bfloat16.
     pub fn mixed_precision(&self) -> bool {
         self.packed.iter().any(Option::is_some)
     }
@@ -489,11 +490,16 @@ impl Network {
         let parallel =
             threads > 1 && used > 1 && rows.len() * self.work_per_row() >= PARALLEL_STEP_WORK;
         // This step's weights, packed once for every chunk's bfloat16 products.
-        for (l, slot) in self.layers.iter().zip(&mut ws.packed) {
+        // (The first layer's input gradient is not computed: it needs no backward operand.)
+        for (i, (l, slot)) in self.layers.iter().zip(&mut ws.packed).enumerate() {
             if let Some(p) = slot {
                 let w = &self.params[l.weights()];
                 let forward = |f: &mut PackedB| f.pack(l.inputs, l.outputs, w, Op::N);
-                let backward = |b: &mut PackedB| b.pack(l.outputs, l.inputs, w, Op::T);
+                let backward = |b: &mut PackedB| {
+                    if i > 0 {
+                        b.pack(l.outputs, l.inputs, w, Op::T);
+                    }
+                };
                 if parallel {
                     rayon::join(|| forward(&mut p.forward), || backward(&mut p.backward));
                 } else {
@@ -933,7 +939,7 @@ mod tests {
         let mut order: Vec<usize> = (0..n).collect();
         rng.shuffle(&mut order);
         let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        // Float32 and, on CPUs with AVX-512 BF16, mixed precision (the 64→48 layer).
+        // Float32 and, on CPUs with AVX-512 BF16, mixed precision (the hidden layers).
         for bf16 in [false, bf16::available()] {
             let mut results = Vec::new();
             for threads in [1, 2] {
@@ -968,7 +974,7 @@ mod tests {
         assert!(bits(&a.params) == bits(&b.params));
     }
 
-    /// Mixed precision's gradient is float32's, but for the rounding of the hidden-to-hidden
+    /// Mixed precision's gradient is float32's, but for the rounding of the hidden layers'
     /// products' inputs to bfloat16 (8 bits of mantissa); on a CPU without AVX-512 BF16 it is
     /// refused.
     #[test]
@@ -986,8 +992,8 @@ mod tests {
         let rows: Vec<usize> = (0..n).collect();
         let mut exact = Workspace::new(&net, n);
         let mut mixed = Workspace::with_precision(&net, n, true);
-        // Only the 96→64 layer runs in bfloat16.
-        assert_eq!(mixed.packed.iter().flatten().count(), 1);
+        // The hidden layers run in bfloat16, the 64→1 output layer in float32.
+        assert_eq!(mixed.packed.iter().flatten().count(), 2);
         let le = net.gradient(&mut exact, &x, &y, &rows, 2);
         let lm = net.gradient(&mut mixed, &x, &y, &rows, 2);
         assert!((le - lm).abs() <= 1e-3 * le.abs(), "loss {le} vs {lm}");

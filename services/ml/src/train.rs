@@ -104,9 +104,9 @@ pub enum Precision {
     Auto,
     /// Float32 throughout: the same bits on every x86-64 CPU.
     F32,
-    /// Mixed precision: the hidden-to-hidden layers' products take bfloat16 inputs and sum in
-    /// float32; parameters, Adam and everything else stay float32. Refused on CPUs without
-    /// AVX-512 BF16 and on GPUs.
+    /// Mixed precision: the products of layers of at least 32 outputs (the hidden layers) take
+    /// bfloat16 inputs and sum in float32; parameters, Adam and everything else stay float32.
+    /// Refused on CPUs without AVX-512 BF16 and on GPUs.
     Bf16,
 }
 
