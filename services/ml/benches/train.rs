@@ -3,11 +3,13 @@
 //! `cargo bench -p hearth-ml --bench train [-- --rows N --record parity/bench.json]` (cargo runs
 //! benchmarks in the crate's folder, so a relative `--record` path starts there)
 //!
-//! On `synth::fraud(1_000_000, 1)` (70 % of it, 700,000 rows, trains): an MLP 30-256-256-1 and a
-//! logistic regression, Adam (lr 1e-3), batches of 1024, 5 epochs, on every core. Reports
+//! On `synth::fraud(1_000_000, 1)` (70 % of it, 700,000 rows, trains): an MLP 30-256-256-1 (in
+//! the default precision, mixed on CPUs with AVX-512 BF16, and in float32) and a logistic
+//! regression, Adam (lr 1e-3), batches of 1024, 5 epochs, on every core. Reports
 //! training rows per second (minibatch steps only: gather, forward, backward, Adam), per core,
-//! and the test ROC-AUC. The peer, `parity/torch_peer.py` (PyTorch on the CPU, or scikit-learn
-//! where PyTorch is missing), trains the same models on the same split of the same table,
+//! and the test ROC-AUC. The peer, `parity/torch_peer.py` (PyTorch on the CPU, the MLP in float32
+//! and with `autocast(bfloat16)`, or scikit-learn where PyTorch is missing), trains the same
+//! models on the same split of the same table,
 //! written to CSV by this run; its figures print beside ours. Without Python the peer is
 //! reported as unavailable.
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]

@@ -7,7 +7,9 @@ use std::ops::ControlFlow;
 use hearth_ml::frame::{Column, ColumnData, ColumnKind, Frame, FrameError};
 use hearth_ml::model::{Model, ModelError, PredictError, Predictions, Task};
 use hearth_ml::prep::{ExcludedReason, PrepError, TargetError, Value};
-use hearth_ml::train::{Metrics, ModelKind, Progress, Split, TrainError, TrainSpec, train};
+use hearth_ml::train::{
+    Metrics, ModelKind, Precision, Progress, Split, TrainError, TrainSpec, train,
+};
 use hearth_ml::{Rng, synth};
 
 fn keep_going(_: &Progress) -> ControlFlow<()> {
@@ -84,12 +86,17 @@ mod parity {
             .iter()
             .map(|h| h.as_u64().unwrap() as usize)
             .collect();
-        for (name, model) in [
-            ("logreg", ModelKind::LogReg),
-            ("mlp", ModelKind::Mlp { hidden }),
+        // The MLP in float32 and in the default precision (mixed where the CPU has AVX-512
+        // BF16).
+        let mlp = ModelKind::Mlp { hidden };
+        for (name, model, precision) in [
+            ("logreg", ModelKind::LogReg, Precision::Auto),
+            ("mlp", mlp.clone(), Precision::F32),
+            ("mlp", mlp, Precision::Auto),
         ] {
             let spec = TrainSpec {
                 model,
+                precision,
                 ..base.clone()
             };
             let t = train(&frame, &spec, &mut keep_going).unwrap();
@@ -98,9 +105,9 @@ mod parity {
             let ours = roc_auc(&r.metrics);
             let theirs = record[name]["roc_auc"].as_f64().unwrap();
             eprintln!(
-                "{name}: ROC-AUC {ours:.4} (scikit-learn {theirs:.4}), {} epochs (best {}), \
+                "{name} on {}: ROC-AUC {ours:.4} (scikit-learn {theirs:.4}), {} epochs (best {}), \
                  {:.0} rows/s, {:.1} s",
-                r.epochs_run, r.best_epoch, r.rows_per_sec, r.seconds
+                r.backend, r.epochs_run, r.best_epoch, r.rows_per_sec, r.seconds
             );
             assert!(
                 (ours - theirs).abs() <= 0.005,
@@ -151,7 +158,7 @@ mod determinism {
 mod precision {
     use super::*;
     use hearth_ml::bf16;
-    use hearth_ml::train::{Compute, Precision, train_on};
+    use hearth_ml::train::{Compute, train_on};
 
     fn spec(precision: Precision) -> TrainSpec {
         TrainSpec {
