@@ -48,12 +48,17 @@ impl Compute {
         }
     }
 
-    /// The backends shown on the overview and in `GET /api/v1/system`.
+    /// The backends shown on the overview and in `GET /api/v1/status`.
     pub fn shown(&self) -> Vec<Shown> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let precision = if hearth_ml::bf16::available() {
+            "mixed precision (bfloat16 products, AVX-512 BF16)"
+        } else {
+            "float32"
+        };
         let mut out = vec![Shown {
             kind: "cpu",
-            detail: format!("{threads} threads"),
+            detail: format!("{threads} threads, {precision}"),
         }];
         let holders = self.leases.holders();
         for d in &self.inventory.devices {

@@ -317,6 +317,17 @@ async fn csrf_security_headers_and_body_limits() {
     let compute = s["compute"].as_array().unwrap();
     assert!(!compute.is_empty(), "{s}");
     assert!(compute.iter().all(|b| b["kind"].is_string()), "{s}");
+    // The CPU backend says how it trains: mixed precision where the CPU has AVX-512 BF16.
+    assert_eq!(compute[0]["kind"], "cpu", "{s}");
+    let precision = if hearth_ml::bf16::available() {
+        "mixed precision"
+    } else {
+        "float32"
+    };
+    assert!(
+        compute[0]["detail"].as_str().unwrap().contains(precision),
+        "{s}"
+    );
     assert!(s["audit"]["records"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(
         s["tls"]["cert_sha256"],
