@@ -130,6 +130,8 @@ pub struct PackedB {
     kp: usize,
     /// Panel `j`'s pair `p` of column `j·NR + c` is `data[(j · kp + p) · NR + c]`.
     data: Vec<u32>,
+    /// One panel's columns packed as rows, before their transposition (`Op::T`).
+    rows: Vec<u32>,
 }
 
 impl PackedB {
@@ -175,7 +177,8 @@ impl PackedB {
             Op::T => {
                 // Column c of op(b) is stored row c: its pairs are adjacent there. Each panel's
                 // rows are packed as rows, then transposed (in L1) into the panel.
-                let mut rows = vec![0u32; NR * kp];
+                let rows = &mut self.rows;
+                rows.resize(NR * kp, 0);
                 for (j, src) in b[..n * k].chunks(NR * k).enumerate() {
                     let width = src.len() / k;
                     for (dst, row) in rows.chunks_exact_mut(kp).zip(src.chunks_exact(k)) {

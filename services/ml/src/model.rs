@@ -1011,6 +1011,42 @@ mod tests {
         }
     }
 
+    /// After the first step has sized the buffers, mixed-precision training steps allocate
+    /// nothing (measured on one thread, where the whole step runs on the calling thread). The
+    /// float32 steps allocate only inside `gemm`, which takes its packing buffers from the heap
+    /// on every call (two per product, and a few products per chunk).
+    #[test]
+    fn training_steps_do_not_allocate() {
+        let mut rng = Rng::new(4);
+        let net = Network::new(33, &[256, 256], Loss::Logistic, &mut rng);
+        let n = 4096;
+        let x: Vec<f32> = (0..n * 33).map(|_| f32_of(rng.normal())).collect();
+        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        for bf16 in [false, true] {
+            if bf16 && !bf16::available() {
+                continue; // refused there (mixed_precision_gradients_are_close_to_float32)
+            }
+            let mut net = net.clone();
+            let mut ws = Workspace::with_precision(&net, 1024, bf16);
+            let mut adam = Adam::new(net.params.len(), 1e-3);
+            let (first, rest) = order.split_at(1024);
+            net.train_step(&mut ws, &x, &y, first, &mut adam, 1);
+            let before = crate::alloc_count::on_this_thread();
+            for rows in rest.chunks(1024) {
+                net.train_step(&mut ws, &x, &y, rows, &mut adam, 1);
+            }
+            let made = crate::alloc_count::on_this_thread() - before;
+            if bf16 {
+                assert_eq!(made, 0, "{made} allocations in three mixed-precision steps");
+            } else {
+                // 4 chunks × 4 gemm products (the 256→1 layer's are not gemm's) × 2, per step.
+                assert!(made <= 3 * 32, "{made} allocations in three float32 steps");
+            }
+        }
+    }
+
     #[test]
     fn corrupt_networks_are_refused() {
         let mut rng = Rng::new(1);
