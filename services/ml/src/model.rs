@@ -928,16 +928,21 @@ mod tests {
         assert!((loss - direct).abs() < 1e-9, "{loss} {direct}");
     }
 
+    /// `n` rows of `inputs` normal features, random 0/1 targets, and the rows in random order.
+    fn binary_rows(rng: &mut Rng, n: usize, inputs: usize) -> (Vec<f32>, Vec<f32>, Vec<usize>) {
+        let x = (0..n * inputs).map(|_| f32_of(rng.normal())).collect();
+        let y = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        (x, y, order)
+    }
+
     /// A training step is the gradient then Adam, and gives the same bits on one thread or two.
     #[test]
     fn train_steps_are_the_gradient_then_adam_on_any_thread_count() {
         let mut rng = Rng::new(8);
         let net = Network::new(20, &[64, 48], Loss::Logistic, &mut rng);
-        let n = 1500;
-        let x: Vec<f32> = (0..n * 20).map(|_| f32_of(rng.normal())).collect();
-        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        rng.shuffle(&mut order);
+        let (x, y, order) = binary_rows(&mut rng, 1500, 20);
         let bits = |p: &[f32]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         // Float32 and, on CPUs with AVX-512 BF16, mixed precision (the hidden layers).
         for bf16 in [false, bf16::available()] {
@@ -987,9 +992,7 @@ mod tests {
             return;
         }
         let n = 300;
-        let x: Vec<f32> = (0..n * 20).map(|_| f32_of(rng.normal())).collect();
-        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
-        let rows: Vec<usize> = (0..n).collect();
+        let (x, y, rows) = binary_rows(&mut rng, n, 20);
         let mut exact = Workspace::new(&net, n);
         let mut mixed = Workspace::with_precision(&net, n, true);
         // The hidden layers run in bfloat16, the 64→1 output layer in float32.
@@ -1019,11 +1022,7 @@ mod tests {
     fn training_steps_do_not_allocate() {
         let mut rng = Rng::new(4);
         let net = Network::new(33, &[256, 256], Loss::Logistic, &mut rng);
-        let n = 4096;
-        let x: Vec<f32> = (0..n * 33).map(|_| f32_of(rng.normal())).collect();
-        let y: Vec<f32> = (0..n).map(|_| f32_of(rng.below(2) as f64)).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        rng.shuffle(&mut order);
+        let (x, y, order) = binary_rows(&mut rng, 4096, 33);
         for bf16 in [false, true] {
             if bf16 && !bf16::available() {
                 continue; // refused there (mixed_precision_gradients_are_close_to_float32)
