@@ -4,7 +4,9 @@
 use std::ops::ControlFlow;
 
 use hearth_ml::frame::{Column, ColumnData, ColumnKind, Frame};
-use hearth_ml::train::{Compute, Metrics, ModelKind, Progress, TrainSpec, Trained, train_on};
+use hearth_ml::train::{
+    Compute, Metrics, ModelKind, Precision, Progress, TrainSpec, Trained, train_on,
+};
 use hearth_ml::{Rng, synth};
 
 fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Progress>) {
@@ -18,7 +20,13 @@ fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Prog
 }
 
 fn both(frame: &Frame, spec: &TrainSpec) -> (Trained, Trained) {
-    let (cpu, cpu_epochs) = run(frame, spec, &Compute::Cpu);
+    // GPUs train in float32, so the CPU does here too (the GPU hosts' CPUs may well have
+    // AVX-512 BF16, where the CPU's default is mixed precision).
+    let f32_spec = TrainSpec {
+        precision: Precision::F32,
+        ..spec.clone()
+    };
+    let (cpu, cpu_epochs) = run(frame, &f32_spec, &Compute::Cpu);
     let (gpu, gpu_epochs) = run(frame, spec, &Compute::Cuda(super::gpu()));
     assert_eq!(cpu.report.backend, "cpu");
     assert!(
