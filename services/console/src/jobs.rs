@@ -193,6 +193,12 @@ pub fn submit(app: &App, actor: &Actor, spec: JobSpec) -> Result<Job, ServiceErr
     if spec.epochs.is_some_and(|e| e == 0 || e > 10_000) {
         return Err(ServiceError::unprocessable("epochs: 1 to 10000"));
     }
+    // Refused now rather than when the job runs. (A job that a GPU takes refuses bf16 then.)
+    if spec.precision == Some(hearth_ml::train::Precision::Bf16) && !hearth_ml::bf16::available() {
+        return Err(ServiceError::unprocessable(
+            "precision bf16: this appliance's CPU has no AVX-512 BF16 (use auto or f32)",
+        ));
+    }
     let version = crate::datasets::resolve_version(app, &spec.dataset, spec.version)?;
     let id = hex::encode(crate::auth::random_bytes::<8>().map_err(ServiceError::internal)?);
     let job = Job {

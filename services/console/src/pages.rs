@@ -695,6 +695,15 @@ pub async fn jobs(
                 label { "Hidden layers (MLP), e.g. 64,64" input #job-hidden name="hidden" placeholder="64,64"; }
                 label { "Epochs" input #job-epochs name="epochs" type="number" min="1" max="10000" value="20"; }
                 label { "Fairness group column (optional)" input #job-group name="group"; }
+                label { "CPU arithmetic"
+                    select #job-precision name="precision" {
+                        option value="auto" selected { "automatic (mixed precision where the CPU has AVX-512 BF16)" }
+                        option value="f32" { "float32" }
+                        @if hearth_ml::bf16::available() {
+                            option value="bf16" { "mixed precision (bfloat16 products)" }
+                        }
+                    }
+                }
                 button #start-job type="submit" { "Start training" }
             }
         }
@@ -713,6 +722,8 @@ pub struct JobForm {
     epochs: String,
     #[serde(default)]
     group: String,
+    #[serde(default)]
+    precision: String,
 }
 
 pub async fn create_job(
@@ -744,6 +755,15 @@ pub async fn create_job(
             Err(_) => return error_page(&ServiceError::unprocessable("epochs: a number")),
         },
     };
+    use hearth_ml::train::Precision;
+    let precision = match form.precision.trim() {
+        "" | "auto" => None,
+        "f32" => Some(Precision::F32),
+        "bf16" => Some(Precision::Bf16),
+        _ => {
+            return error_page(&ServiceError::unprocessable("precision: auto, f32 or bf16"));
+        }
+    };
     let spec = crate::jobs::JobSpec {
         dataset: form.dataset.trim().to_owned(),
         version: None,
@@ -753,7 +773,7 @@ pub async fn create_job(
         epochs,
         group: Some(form.group.trim().to_owned()).filter(|g| !g.is_empty()),
         seed: None,
-        precision: None,
+        precision,
     };
     match app
         .blocking(move |app| crate::jobs::submit(app, &caller.actor, spec))

@@ -314,7 +314,67 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
         crate::models::wait_done(d, &t, job["id"].as_str().context("job id")?).await;
     }
 
-    // The operator (still logged in) sees the candidate but no approve or retire button.
+    // The operator (still logged in) trains through the form: an MLP in float32 on a second
+    // dataset (its own model, so the versions below stay two).
+    let resp = client()
+        .post(d.url("/api/v1/datasets/churn2"))
+        .bearer_auth(&t)
+        .body(crate::models::csv(300))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED,
+        "upload: {}",
+        resp.status()
+    );
+    c.goto(&d.url("/jobs")).await?;
+    wait_path(c, "/jobs").await?;
+    element(c, "#job-dataset")
+        .await?
+        .send_keys("churn2")
+        .await?;
+    element(c, "#job-target").await?.send_keys("y").await?;
+    element(c, "#job-model")
+        .await?
+        .select_by_value("mlp")
+        .await?;
+    element(c, "#job-hidden").await?.send_keys("16").await?;
+    let epochs = element(c, "#job-epochs").await?;
+    epochs.clear().await?;
+    epochs.send_keys("3").await?;
+    element(c, "#job-precision")
+        .await?
+        .select_by_value("f32")
+        .await?;
+    element(c, "#start-job").await?.click().await?;
+    let deadline = Instant::now() + WAIT;
+    let id = loop {
+        let url = c.current_url().await?;
+        if let Some(id) = url.path().strip_prefix("/jobs/").filter(|i| !i.is_empty()) {
+            break id.to_owned();
+        }
+        ensure!(Instant::now() < deadline, "the job form led to {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    crate::models::wait_done(d, &t, &id).await;
+    c.goto(&d.url(&format!("/jobs/{id}"))).await?;
+    ensure_text(c, "#job-state", "done").await?;
+    let line = element(c, "#job p").await?.text().await?;
+    ensure!(line.contains("backend cpu · "), "job page: {line:?}");
+    let (_, job) = json(
+        client()
+            .get(d.url(&format!("/api/v1/jobs/{id}")))
+            .bearer_auth(&t)
+            .send()
+            .await?,
+    )
+    .await;
+    ensure!(
+        job["spec"]["precision"] == "f32" && job["spec"]["hidden"] == json!([16]),
+        "the form's job: {job}"
+    );
+
+    // The operator sees the candidate but no approve or retire button.
     c.goto(&d.url("/models/churn-y/1")).await?;
     wait_path(c, "/models/churn-y/1").await?;
     ensure_text(c, "strong.stage-candidate", "candidate").await?;
