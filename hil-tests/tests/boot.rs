@@ -288,7 +288,17 @@ fn measured_boot_verifies_keeps_data_and_catches_a_changed_initrd() {
     ]);
     assert_eq!(rc, 0, "{baseline}");
     std::fs::write(&platform, &baseline).unwrap();
-    let (rc, out) = b.verify(&[&release, &platform], &["--fingerprint", &cert]);
+    // The release reference is checked against the key that signed it at build time.
+    let release_key = good.dir.join("signing-key.pub");
+    let (rc, out) = b.verify(
+        &[&release, &platform],
+        &[
+            "--fingerprint",
+            &cert,
+            "--release-key",
+            release_key.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         rc,
         0,
@@ -303,6 +313,7 @@ fn measured_boot_verifies_keeps_data_and_catches_a_changed_initrd() {
         "reference.configuration",
         "runtime.events",
         "tls.binding",
+        "reference.signature",
     ] {
         assert!(
             check_block(&out, check).starts_with("  pass"),

@@ -8,7 +8,7 @@ use hearth_attest::evidence::{EVIDENCE_FORMAT, Evidence, TpmDescription};
 use hearth_attest::pcr::{PcrSelection, PcrValues};
 use hearth_attest::quote::{AkKey, Attest, EcdsaSignature, check_pcr_digest, check_signature};
 use hearth_attest::reference::Reference;
-use hearth_attest::verify::{Outcome, Status, Verdict, verify};
+use hearth_attest::verify::{Check, Claim, Finding, Outcome, Status, Verdict, verify};
 use hearth_tpm::{TpmConfig, TpmHandle};
 
 use crate::fetch;
@@ -80,6 +80,11 @@ pub struct VerifyArgs {
     /// Reference manifests; several combine (release + platform).
     #[arg(long = "reference", required = true)]
     references: Vec<PathBuf>,
+    /// The release key: hex Ed25519, as the image build writes it (`signing-key.pub`). Every
+    /// --reference with a signature beside it (FILE.sig, hex, as the image build writes
+    /// `reference.json.sig`) must verify under it, and at least one must be signed.
+    #[arg(long, value_name = "FILE")]
+    release_key: Option<PathBuf>,
     /// The nonce you gave the appliance, hex (offline mode).
     #[arg(long, required_unless_present = "target")]
     nonce: Option<String>,
@@ -243,10 +248,17 @@ pub async fn verify_command(args: VerifyArgs) -> Result<bool> {
         }
         None => {
             let (evidence, nonce) = read_offline(&args).map_err(unusable)?;
-            (evidence, nonce, None, read_references(&args.references)?)
+            (evidence, nonce, None, read_references(&args)?)
         }
     };
+    let (references, signatures) = references;
     let mut verdict = verify(&evidence, &references, &nonce).map_err(|e| unusable(e.into()))?;
+    if let Some(check) = signatures {
+        if check.outcome == Outcome::Fail {
+            verdict.status = Status::Contraindicated;
+        }
+        verdict.checks.push(check);
+    }
     if let Some(remote) = &remote {
         let check = fetch::binding_check(&evidence, &remote.fetched);
         if check.outcome == Outcome::Fail {
@@ -291,17 +303,141 @@ fn read_offline(args: &VerifyArgs) -> Result<(Evidence, Vec<u8>)> {
     Ok((evidence, nonce))
 }
 
-fn read_references(paths: &[PathBuf]) -> Result<Vec<Reference>> {
+/// The references, and the check of their signatures against the release key (none when there
+/// is no key and no signature to speak of).
+type References = (Vec<Reference>, Option<Check>);
+
+fn read_references(args: &VerifyArgs) -> Result<References> {
+    let unusable = |e: anyhow::Error| e.context(UnusableInput);
+    let key = match &args.release_key {
+        Some(path) => Some(read_hex_file(path, 32, "--release-key").map_err(unusable)?),
+        None => None,
+    };
     let mut references = Vec::new();
-    for path in paths {
-        let r = read_bounded(path)
-            .and_then(|b| {
-                Reference::from_json(&b).with_context(|| format!("reading {}", path.display()))
-            })
-            .map_err(|e| e.context(UnusableInput))?;
+    let mut signed = Vec::new();
+    for path in &args.references {
+        let bytes = read_bounded(path).map_err(unusable)?;
+        let r = Reference::from_json(&bytes)
+            .with_context(|| format!("reading {}", path.display()))
+            .map_err(unusable)?;
         references.push(r);
+        let mut sig_path = path.clone().into_os_string();
+        sig_path.push(".sig");
+        let sig_path = PathBuf::from(sig_path);
+        let signature = match std::fs::metadata(&sig_path) {
+            Ok(_) => Some(read_bounded(&sig_path).map_err(unusable)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(unusable(
+                    anyhow::Error::new(e).context(format!("reading {}", sig_path.display())),
+                ));
+            }
+        };
+        signed.push((path.display().to_string(), bytes, signature));
     }
-    Ok(references)
+    Ok((references, signature_check(key.as_deref(), &signed)))
+}
+
+/// A file holding `len` bytes in hex (surrounding white space ignored).
+fn read_hex_file(path: &Path, len: usize, flag: &str) -> Result<Vec<u8>> {
+    let text = read_bounded(path)?;
+    let bytes = parse_hex(flag, &String::from_utf8_lossy(&text))
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() != len {
+        bail!(
+            "{flag}: {} holds {} bytes, not the {len} of an Ed25519 public key",
+            path.display(),
+            bytes.len()
+        );
+    }
+    Ok(bytes)
+}
+
+/// A reference file as read: its name, its exact bytes, and its signature file's, if any.
+type ReadReference = (String, Vec<u8>, Option<Vec<u8>>);
+
+/// The check `reference.signature`: each reference against the release key.
+fn signature_check(key: Option<&[u8]>, refs: &[ReadReference]) -> Option<Check> {
+    let signed: Vec<&String> = refs
+        .iter()
+        .filter(|(_, _, sig)| sig.is_some())
+        .map(|(name, _, _)| name)
+        .collect();
+    let Some(key) = key else {
+        if signed.is_empty() {
+            return None;
+        }
+        return Some(Check {
+            id: "reference.signature",
+            claim: Claim::Executables,
+            outcome: Outcome::Skipped,
+            detail: format!(
+                "{} carries a signature, not checked: give --release-key to check where the \
+                 references come from",
+                list(&signed)
+            ),
+            findings: Vec::new(),
+        });
+    };
+    let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key);
+    let mut findings = Vec::new();
+    let mut good = Vec::new();
+    for (name, bytes, sig) in refs {
+        let Some(sig) = sig else { continue };
+        let sig = hex::decode(String::from_utf8_lossy(sig).trim());
+        match &sig {
+            Ok(sig) if public.verify(bytes, sig).is_ok() => good.push(name),
+            _ => findings.push(Finding {
+                subject: name.clone(),
+                expected: Some("signed by the release key".into()),
+                actual: Some(if sig.is_ok() {
+                    "signed by another key, or the file was changed after signing".into()
+                } else {
+                    "an unreadable signature (not hex)".into()
+                }),
+                note: None,
+            }),
+        }
+    }
+    let fingerprint = hex::encode(&key[..8]);
+    let (outcome, detail) = if !findings.is_empty() {
+        (
+            Outcome::Fail,
+            format!(
+                "{} of {} signed references fail the release key {fingerprint}…",
+                findings.len(),
+                signed.len()
+            ),
+        )
+    } else if good.is_empty() {
+        (
+            Outcome::Fail,
+            format!(
+                "no reference is signed by the release key {fingerprint}… (give the release's \
+                 reference.json with its reference.json.sig beside it)"
+            ),
+        )
+    } else {
+        (
+            Outcome::Pass,
+            format!("{} signed by the release key {fingerprint}…", list(&good)),
+        )
+    };
+    Some(Check {
+        id: "reference.signature",
+        claim: Claim::Executables,
+        outcome,
+        detail,
+        findings,
+    })
+}
+
+fn list(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The live exchange behind `hearth verify https://…`: what the connection used.
@@ -342,7 +478,7 @@ impl Remote {
 async fn fetch_remote(
     target: &str,
     args: &VerifyArgs,
-) -> Result<(Evidence, Vec<u8>, Remote, Vec<Reference>)> {
+) -> Result<(Evidence, Vec<u8>, Remote, References)> {
     let unusable = |e: anyhow::Error| e.context(UnusableInput);
     let target: fetch::Target = target
         .parse()
@@ -353,7 +489,7 @@ async fn fetch_remote(
         .map(fetch::parse_fingerprint)
         .transpose()
         .map_err(unusable)?;
-    let references = read_references(&args.references)?;
+    let references = read_references(args)?;
     let nonce = fetch::fresh_nonce()?.to_vec();
     let timeout = std::time::Duration::from_secs(args.http_timeout_secs.max(1));
     let fetched = match fetch::fetch_evidence(&target, &nonce, pin, timeout).await {

@@ -322,6 +322,133 @@ fn the_cli_exits_1_for_not_trusted_and_2_for_unusable_input() {
     assert!(out.stdout.is_empty());
 }
 
+/// `--release-key`: a reference signed as the image build signs `reference.json` verifies; a
+/// changed file, another key or no signed reference at all is not trusted; a signature without a
+/// key is reported as not checked; a key file that is not a key is unusable input.
+#[test]
+fn release_keys_check_where_references_come_from() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (sw, _) = booted_tpm("ovmf-uki-sha256.bin");
+    let (ev_path, _) = evidence(&sw, dir.path(), &["--no-eventlog"]);
+    let (ref_path, _) = reference(
+        &["--from-evidence", ev_path.to_str().unwrap()],
+        dir.path(),
+        "release.json",
+    );
+    let keypair = || {
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap()
+    };
+    let (release, other) = (keypair(), keypair());
+    let bytes = std::fs::read(&ref_path).unwrap();
+    let sig_of = |path: &Path| PathBuf::from(format!("{}.sig", path.display()));
+    std::fs::write(sig_of(&ref_path), hex::encode(release.sign(&bytes))).unwrap();
+    let key_file = |name: &str, key: &Ed25519KeyPair| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", hex::encode(key.public_key()))).unwrap();
+        path
+    };
+    let (release_pub, other_pub) = (
+        key_file("release.pub", &release),
+        key_file("other.pub", &other),
+    );
+    let verify_with = |reference: &Path, key: Option<&Path>| {
+        let mut args = vec![
+            "verify",
+            "--evidence",
+            ev_path.to_str().unwrap(),
+            "--reference",
+            reference.to_str().unwrap(),
+            "--nonce",
+            NONCE,
+        ];
+        if let Some(key) = key {
+            args.extend(["--release-key", key.to_str().unwrap()]);
+        }
+        run(None, &args, b"", "off")
+    };
+    let line = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("reference.signature"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+
+    // Signed by the release key: trusted, and said so.
+    let out = verify_with(&ref_path, Some(&release_pub));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        line(&out).trim_start().starts_with("pass"),
+        "{}",
+        line(&out)
+    );
+    assert!(
+        line(&out).contains("release.json signed by the release key"),
+        "{}",
+        line(&out)
+    );
+
+    // Another key: not trusted.
+    let out = verify_with(&ref_path, Some(&other_pub));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        line(&out).trim_start().starts_with("FAIL"),
+        "{}",
+        line(&out)
+    );
+
+    // The same values, one byte more in the file: the signature no longer holds.
+    let changed = dir.path().join("changed.json");
+    std::fs::write(&changed, [bytes.as_slice(), b"\n"].concat()).unwrap();
+    std::fs::copy(sig_of(&ref_path), sig_of(&changed)).unwrap();
+    let out = verify_with(&changed, Some(&release_pub));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the file was changed after signing"),
+        "{text}"
+    );
+
+    // A key, but no signed reference: not trusted.
+    let unsigned = dir.path().join("unsigned.json");
+    std::fs::write(&unsigned, &bytes).unwrap();
+    let out = verify_with(&unsigned, Some(&release_pub));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        line(&out).contains("no reference is signed"),
+        "{}",
+        line(&out)
+    );
+
+    // A signature but no key: trusted as before, with the signature reported unchecked.
+    let out = verify_with(&ref_path, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        line(&out).trim_start().starts_with("skip"),
+        "{}",
+        line(&out)
+    );
+    // No signature and no key: no such check at all.
+    let out = verify_with(&unsigned, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(line(&out), "");
+
+    // A key file that is not an Ed25519 public key: unusable input.
+    let bad = dir.path().join("bad.pub");
+    std::fs::write(&bad, "abcd").unwrap();
+    let out = verify_with(&ref_path, Some(&bad));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not the 32 of an Ed25519 public key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_baseline_is_only_captured_from_sound_evidence() {
     let dir = tempfile::tempdir().unwrap();
