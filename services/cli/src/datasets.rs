@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::api::{Client, Connection, UsageError, encode};
-use crate::render::{self, table, text};
+use crate::render::{self, print_value, table, text};
 
 /// The upload's progress bar; it takes the terminal's width.
 pub const UPLOAD_BAR: &str = "{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec}";
@@ -337,12 +337,7 @@ fn version_object(dataset: &Value, number: u64) -> Option<&Value> {
 
 async fn list(client: &Client, json: bool) -> Result<()> {
     let datasets: Value = client.get("/api/v1/datasets").await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&datasets)?);
-        return Ok(());
-    }
-    print!("{}", datasets_table(&datasets));
-    Ok(())
+    print_value(&datasets, json, datasets_table)
 }
 
 /// The datasets as a table: name, versions, latest, (sizes when the list carries them), created.

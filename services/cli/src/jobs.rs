@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Client, Connection, UsageError, encode, printable};
-use crate::render::{self, table, text};
+use crate::render::{self, print_value, table, text};
 
 /// The progress bar over epochs; it takes the terminal's width.
 const EPOCH_BAR: &str = "epoch {pos}/{len} [{wide_bar}] {msg} {elapsed}";
@@ -576,20 +576,12 @@ pub async fn jobs(args: JobsArgs) -> Result<u8> {
     match args.command {
         JobsCommand::List { json } => {
             let jobs: Value = client.get("/api/v1/jobs").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
-            } else {
-                print!("{}", jobs_table(&jobs));
-            }
+            print_value(&jobs, json, jobs_table)?;
             Ok(0)
         }
         JobsCommand::Show { id, json } => {
             let job: Value = client.get(&format!("/api/v1/jobs/{}", encode(&id))).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&job)?);
-            } else {
-                print!("{}", job_detail(&job));
-            }
+            print_value(&job, json, job_detail)?;
             Ok(0)
         }
         JobsCommand::Cancel { id } => {

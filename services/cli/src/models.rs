@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::api::{Connection, UsageError, encode};
-use crate::render::{self, table, text};
+use crate::render::{self, print_value, table, text};
 
 /// Largest bundle downloaded or read.
 const MAX_BUNDLE: usize = hearth_ml::card::MAX_BUNDLE_BYTES;
@@ -203,11 +203,7 @@ pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
     match args.command {
         EndpointsCommand::List { json } => {
             let list: Value = client.get("/api/v1/endpoints").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", endpoints_table(&list));
-            }
+            print_value(&list, json, endpoints_table)?;
         }
         EndpointsCommand::Rollback { endpoint } => {
             let e: Value = client
@@ -225,11 +221,7 @@ pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
         }
         EndpointsCommand::Keys(KeysCommand::List { json }) => {
             let list: Value = client.get("/api/v1/endpoint-keys").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", keys_table(&list));
-            }
+            print_value(&list, json, keys_table)?;
         }
         EndpointsCommand::Keys(KeysCommand::Create { app, endpoints }) => {
             let k: Value = client
@@ -357,22 +349,14 @@ pub async fn models(args: ModelsArgs) -> Result<u8> {
     match args.command {
         ModelsCommand::List { json } => {
             let list: Value = client.get("/api/v1/models").await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", list_table(&list));
-            }
+            print_value(&list, json, list_table)?;
         }
         ModelsCommand::Show { model, json } => {
             let (name, version) = model_ref(&model)?;
             let m: Value = client
                 .get(&format!("/api/v1/models/{}/{version}", encode(&name)))
                 .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
-            } else {
-                print!("{}", detail(&m));
-            }
+            print_value(&m, json, detail)?;
         }
         ModelsCommand::Approve { model } => stage(&client, &model, "approve").await?,
         ModelsCommand::Retire { model } => stage(&client, &model, "retire").await?,

@@ -11,6 +11,20 @@ use crate::api::printable;
 /// Longest cell printed.
 const MAX_CELL: usize = 120;
 
+/// Prints `value` as indented JSON with `--json`, else as `text(value)` (a table, a summary).
+pub fn print_value(
+    value: &Value,
+    json: bool,
+    text: impl FnOnce(&Value) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
 /// Rows under headers, columns left-aligned and two spaces apart, no trailing spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let clean: Vec<Vec<String>> = rows
