@@ -102,7 +102,7 @@ pub enum Precision {
     /// Mixed precision where the CPU has AVX-512 BF16 ([`crate::bf16`]), float32 elsewhere.
     #[default]
     Auto,
-    /// Float32 throughout: the same bits on every x86-64 CPU.
+    /// Float32 throughout, as GPUs and CPUs without AVX-512 BF16 train.
     F32,
     /// Mixed precision: the products of layers of at least 32 outputs (the hidden layers) take
     /// bfloat16 inputs and sum in float32; parameters, Adam and everything else stay float32.
