@@ -251,16 +251,19 @@ fn digest_offset(bytes: &[u8], record: usize, bank: Bank) -> usize {
     }
 }
 
+/// A booted TPM, its evidence (without an event log) and a reference captured from that
+/// evidence, written to `dir/name`.
+fn evidence_and_reference(dir: &Path, name: &str) -> (Swtpm, PathBuf, PathBuf) {
+    let (sw, _) = booted_tpm("ovmf-uki-sha256.bin");
+    let (ev_path, _) = evidence(&sw, dir, &["--no-eventlog"]);
+    let (ref_path, _) = reference(&["--from-evidence", ev_path.to_str().unwrap()], dir, name);
+    (sw, ev_path, ref_path)
+}
+
 #[test]
 fn the_cli_exits_1_for_not_trusted_and_2_for_unusable_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (sw, _) = booted_tpm("ovmf-uki-sha256.bin");
-    let (ev_path, _) = evidence(&sw, dir.path(), &["--no-eventlog"]);
-    let (ref_path, _) = reference(
-        &["--from-evidence", ev_path.to_str().unwrap()],
-        dir.path(),
-        "ref.json",
-    );
+    let (_sw, ev_path, ref_path) = evidence_and_reference(dir.path(), "ref.json");
     let verify_args = |evidence: &Path, nonce: &str| {
         run(
             None,
@@ -331,13 +334,7 @@ fn release_keys_check_where_references_come_from() {
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
     let dir = tempfile::tempdir().unwrap();
-    let (sw, _) = booted_tpm("ovmf-uki-sha256.bin");
-    let (ev_path, _) = evidence(&sw, dir.path(), &["--no-eventlog"]);
-    let (ref_path, _) = reference(
-        &["--from-evidence", ev_path.to_str().unwrap()],
-        dir.path(),
-        "release.json",
-    );
+    let (_sw, ev_path, ref_path) = evidence_and_reference(dir.path(), "release.json");
     let keypair = || {
         let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap()

@@ -291,17 +291,7 @@ async fn flow(c: &Client, d: &Daemon) -> Result<()> {
 async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
     let admin = login(d, ADMIN, PASSWORD).await;
     let t = token(d, &admin).await;
-    let resp = client()
-        .post(d.url("/api/v1/datasets/churn"))
-        .bearer_auth(&t)
-        .body(crate::models::csv(400))
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::CREATED,
-        "upload: {}",
-        resp.status()
-    );
+    upload(d, &t, "churn", 400).await?;
     for seed in [1, 2] {
         let resp = client()
             .post(d.url("/api/v1/jobs"))
@@ -316,17 +306,7 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
 
     // The operator (still logged in) trains through the form: an MLP in float32 on a second
     // dataset (its own model, so the versions below stay two).
-    let resp = client()
-        .post(d.url("/api/v1/datasets/churn2"))
-        .bearer_auth(&t)
-        .body(crate::models::csv(300))
-        .send()
-        .await?;
-    ensure!(
-        resp.status() == StatusCode::CREATED,
-        "upload: {}",
-        resp.status()
-    );
+    upload(d, &t, "churn2", 300).await?;
     c.goto(&d.url("/jobs")).await?;
     wait_path(c, "/jobs").await?;
     element(c, "#job-dataset")
@@ -513,6 +493,22 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
 }
 
 /// Waits for cell `col` (1-based) of endpoint `name`'s row to read `want`.
+/// Uploads `rows` rows of the models tests' table as dataset `name`, through the API.
+async fn upload(d: &Daemon, t: &str, name: &str, rows: usize) -> Result<()> {
+    let resp = client()
+        .post(d.url(&format!("/api/v1/datasets/{name}")))
+        .bearer_auth(t)
+        .body(crate::models::csv(rows))
+        .send()
+        .await?;
+    ensure!(
+        resp.status() == StatusCode::CREATED,
+        "upload {name}: {}",
+        resp.status()
+    );
+    Ok(())
+}
+
 async fn ensure_cell(c: &Client, name: &str, col: usize, want: &str) -> Result<()> {
     let xpath = format!(
         "//table[contains(@class, 'endpoints')]//tr[td[1][normalize-space(.) = '{name}']]/td[{col}]"
