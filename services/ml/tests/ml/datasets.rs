@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use hearth_ml::dataset::{
     self, CsvError, DatasetError, DatasetVersion, MAX_FIELD_BYTES, VersionSel,
@@ -18,9 +17,6 @@ use tempfile::TempDir;
 
 #[path = "parquet.rs"]
 mod parquet;
-
-/// Tests that allocate a lot take this, so the memory test measures only itself.
-static HEAVY: Mutex<()> = Mutex::new(());
 
 struct TestStore {
     dir: TempDir,
@@ -321,7 +317,7 @@ fn status_kb(field: &str) -> u64 {
 
 #[test]
 fn a_large_upload_streams_in_bounded_memory() {
-    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = crate::measuring();
     let t = TestStore::new();
     const SIZE: u64 = 64 << 20;
     let mut source = RowSource::new(SIZE);
@@ -391,7 +387,7 @@ impl Read for FailingReader<'_> {
 
 #[test]
 fn malformed_uploads_leave_nothing_behind() {
-    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = crate::measuring();
     let t = TestStore::new();
     let v1 = t.ingest("sales", b"a,b\n1,2\n3,4\n").unwrap();
     let before = t.blobs();

@@ -69,6 +69,7 @@ fn both(frame: &Frame, spec: &TrainSpec) -> (Trained, Trained) {
 
 #[test]
 fn binary_mlp_and_logreg_match_the_cpu() {
+    let _heavy = crate::allocating();
     let frame = synth::fraud(4_000, 5);
     for model in [
         ModelKind::Mlp {
@@ -96,6 +97,7 @@ fn binary_mlp_and_logreg_match_the_cpu() {
 
 #[test]
 fn multiclass_and_regression_match_the_cpu() {
+    let _heavy = crate::allocating();
     let mut rng = Rng::new(4);
     let n = 1_500;
     let (mut a, mut b, mut class, mut value) = (vec![], vec![], vec![], vec![]);

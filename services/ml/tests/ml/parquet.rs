@@ -302,7 +302,7 @@ fn write_large_parquet(path: &std::path::Path, size: u64) -> u64 {
 
 #[test]
 fn a_large_parquet_upload_streams_in_bounded_memory() {
-    let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _heavy = crate::measuring();
     let t = TestStore::new();
     let path = t.dir.path().join("large.parquet");
     let rows = write_large_parquet(&path, 64 << 20);

@@ -88,6 +88,7 @@ fn register(store: &Store, key: &SigningKey, t: &Trained) -> registry::ModelVers
 
 #[test]
 fn versions_move_through_stages_and_retiring_erases_the_weights() {
+    let _heavy = crate::allocating();
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let key = SigningKey::from_store(&store).unwrap();
@@ -151,6 +152,7 @@ fn versions_move_through_stages_and_retiring_erases_the_weights() {
 
 #[test]
 fn bundles_verify_offline_and_fail_after_any_byte_changes() {
+    let _heavy = crate::allocating();
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
     let key = SigningKey::from_store(&store).unwrap();
@@ -204,6 +206,7 @@ fn bundles_verify_offline_and_fail_after_any_byte_changes() {
 
 #[test]
 fn rows_are_validated_against_the_inputs() {
+    let _heavy = crate::allocating();
     let inputs = [
         ("age", ColumnKind::Numeric),
         ("sex", ColumnKind::Categorical),
@@ -247,6 +250,7 @@ fn rows_are_validated_against_the_inputs() {
 
 #[test]
 fn batched_predictions_equal_in_process_ones() {
+    let _heavy = crate::allocating();
     let frame = synth::patient_risk(600, 3);
     let t = trained(&frame);
     let model = Model::from_json(&t.model.to_json()).unwrap();

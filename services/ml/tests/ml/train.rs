@@ -34,6 +34,7 @@ fn roc_auc(metrics: &Metrics) -> f64 {
 /// The split and the PRNG that `parity/common.py` re-implements, pinned on both sides.
 #[test]
 fn split_is_pinned_for_other_languages() {
+    let _heavy = crate::allocating();
     let mut r = Rng::new(7);
     assert_eq!(
         [r.next_u64(), r.next_u64(), r.next_u64()],
@@ -64,6 +65,7 @@ mod parity {
     /// the same split, preprocessing and protocol: test ROC-AUC within 0.005 of scikit-learn's.
     #[test]
     fn roc_auc_matches_scikit_learn() {
+        let _heavy = crate::allocating();
         let record = parity_record();
         let rows = record["rows"].as_u64().unwrap() as usize;
         let frame = synth::fraud(rows, record["table_seed"].as_u64().unwrap());
@@ -136,6 +138,7 @@ mod determinism {
 
     #[test]
     fn same_seed_same_model_on_any_thread_count() {
+        let _heavy = crate::allocating();
         // Batches of 1024 × 128 make the products big enough to run on two threads.
         let frame = synth::fraud(30_000, 3);
         let a = train(&frame, &spec(5, 1), &mut keep_going).unwrap();
@@ -178,6 +181,7 @@ mod precision {
     /// the report, and is refused where it cannot run.
     #[test]
     fn mixed_precision_trains_as_well_as_float32_and_is_recorded() {
+        let _heavy = crate::allocating();
         let frame = synth::fraud(40_000, 2);
         let exact = train(&frame, &spec(Precision::F32), &mut keep_going).unwrap();
         assert_eq!(exact.report.backend, "cpu");
@@ -203,6 +207,7 @@ mod precision {
 
     #[test]
     fn gpus_refuse_bf16() {
+        let _heavy = crate::allocating();
         let frame = synth::fraud(2_000, 1);
         let e = train_on(
             &frame,
@@ -220,6 +225,7 @@ mod tasks {
 
     #[test]
     fn patient_risk_reports_fairness_confusion_and_importance() {
+        let _heavy = crate::allocating();
         let frame = synth::patient_risk(20_000, 1);
         let spec = TrainSpec {
             target: synth::PATIENT_TARGET.into(),
@@ -273,6 +279,7 @@ mod tasks {
 
     #[test]
     fn multiclass_and_regression() {
+        let _heavy = crate::allocating();
         let mut rng = Rng::new(2);
         let n = 6_000;
         let (mut a, mut b, mut class, mut value) = (vec![], vec![], vec![], vec![]);
@@ -344,6 +351,7 @@ mod tasks {
 
     #[test]
     fn early_stopping_keeps_the_best_epoch() {
+        let _heavy = crate::allocating();
         // A tiny training split and a large network overfit quickly.
         let frame = synth::patient_risk(400, 4);
         let spec = TrainSpec {
@@ -377,6 +385,7 @@ mod serving {
 
     #[test]
     fn saved_models_predict_identically_and_rows_match_frames() {
+        let _heavy = crate::allocating();
         let frame = synth::patient_risk(3_000, 9);
         let spec = TrainSpec {
             target: synth::PATIENT_TARGET.into(),
@@ -449,6 +458,7 @@ mod errors {
 
     #[test]
     fn bad_requests_get_clear_errors() {
+        let _heavy = crate::allocating();
         let frame = synth::fraud(200, 1);
         let err = |spec: TrainSpec| train(&frame, &spec, &mut keep_going).unwrap_err();
         assert_eq!(
@@ -526,6 +536,7 @@ mod errors {
 
     #[test]
     fn cancelling_stops_after_the_epoch() {
+        let _heavy = crate::allocating();
         let frame = synth::fraud(2_000, 1);
         let mut epochs = 0;
         let e = train(&frame, &base(synth::FRAUD_TARGET), &mut |p| {
