@@ -324,14 +324,15 @@ fn read_references(args: &VerifyArgs) -> Result<References> {
         let mut sig_path = path.clone().into_os_string();
         sig_path.push(".sig");
         let sig_path = PathBuf::from(sig_path);
-        let signature = match std::fs::metadata(&sig_path) {
-            Ok(_) => Some(read_bounded(&sig_path).map_err(unusable)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(unusable(
-                    anyhow::Error::new(e).context(format!("reading {}", sig_path.display())),
-                ));
+        let signature = match read_bounded(&sig_path) {
+            Ok(sig) => Some(sig),
+            Err(e)
+                if e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                None
             }
+            Err(e) => return Err(unusable(e)),
         };
         signed.push((path.display().to_string(), bytes, signature));
     }

@@ -8,6 +8,7 @@ use axum::Form;
 use axum::extract::{Extension, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
+use hearth_ml::train::Precision;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
@@ -755,7 +756,6 @@ pub async fn create_job(
             Err(_) => return error_page(&ServiceError::unprocessable("epochs: a number")),
         },
     };
-    use hearth_ml::train::Precision;
     let precision = match form.precision.trim() {
         "" | "auto" => None,
         "f32" => Some(Precision::F32),

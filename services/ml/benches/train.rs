@@ -133,16 +133,13 @@ fn main() {
                 peer[model]["roc_auc"].as_f64().unwrap_or(f64::NAN)
             );
         }
-        let rps = |side: &serde_json::Value, model: &str| {
-            side[model]["rows_per_sec"].as_f64().unwrap_or(f64::NAN)
-        };
-        let ours = serde_json::Value::Object(ours.clone());
+        let rps = |run: &serde_json::Value| run["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
         println!(
             "  MLP throughput, hearth-ml / peer: {:.2} (hearth-ml's default against the peer's \
              float32); float32 both: {:.2}; mixed precision both: {:.2}",
-            rps(&ours, "mlp") / rps(&peer, "mlp"),
-            rps(&ours, "mlp_f32") / rps(&peer, "mlp"),
-            rps(&ours, "mlp") / rps(&peer, "mlp_bf16"),
+            rps(&ours["mlp"]) / rps(&peer["mlp"]),
+            rps(&ours["mlp_f32"]) / rps(&peer["mlp"]),
+            rps(&ours["mlp"]) / rps(&peer["mlp_bf16"]),
         );
     }
 

@@ -97,11 +97,12 @@ impl PackedA {
         if kp == 0 {
             return;
         }
+        let vector = Vector::detect();
         match op {
             Op::N => {
                 (self.rs, self.ps) = (kp, 1);
                 for (dst, row) in self.data.chunks_exact_mut(kp).zip(a.chunks_exact(k)) {
-                    pack_contiguous(dst, row);
+                    pack_contiguous(vector, dst, row);
                 }
             }
             Op::T => {
@@ -111,7 +112,7 @@ impl PackedA {
                     let lo = &a[2 * p * m..(2 * p + 1) * m];
                     if 2 * p + 1 < k {
                         let hi = &a[(2 * p + 1) * m..(2 * p + 2) * m];
-                        pack_interleaved(dst, lo, hi);
+                        pack_interleaved(vector, dst, lo, hi);
                     } else {
                         for (d, &x) in dst.iter_mut().zip(lo) {
                             *d = u32::from(round(x));
@@ -154,6 +155,7 @@ impl PackedB {
         if kp == 0 {
             return;
         }
+        let vector = Vector::detect();
         match op {
             Op::N => {
                 for p in 0..kp {
@@ -164,7 +166,7 @@ impl PackedB {
                         let w = cols.len();
                         let dst = &mut self.data[(j * kp + p) * NR..][..w];
                         match hi {
-                            Some(hi) => pack_interleaved(dst, &lo[cols.clone()], &hi[cols]),
+                            Some(hi) => pack_interleaved(vector, dst, &lo[cols.clone()], &hi[cols]),
                             None => {
                                 for (d, &x) in dst.iter_mut().zip(&lo[cols]) {
                                     *d = u32::from(round(x));
@@ -182,7 +184,7 @@ impl PackedB {
                 for (j, src) in b[..n * k].chunks(NR * k).enumerate() {
                     let width = src.len() / k;
                     for (dst, row) in rows.chunks_exact_mut(kp).zip(src.chunks_exact(k)) {
-                        pack_contiguous(dst, row);
+                        pack_contiguous(vector, dst, row);
                     }
                     let panel = &mut self.data[j * kp * NR..(j + 1) * kp * NR];
                     for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
@@ -196,12 +198,23 @@ impl PackedB {
     }
 }
 
+/// Whether packing may use the vector instructions: [`available`], asked once per packed
+/// operand rather than for each of its rows.
+#[derive(Clone, Copy, Debug)]
+struct Vector(bool);
+
+impl Vector {
+    fn detect() -> Vector {
+        Vector(available())
+    }
+}
+
 /// `dst[p]` = the pair (`src[2p]`, `src[2p + 1]`), zero past `src`'s end.
-fn pack_contiguous(dst: &mut [u32], src: &[f32]) {
+fn pack_contiguous(vector: Vector, dst: &mut [u32], src: &[f32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: the CPU has the features (checked just above).
+    if vector.0 {
+        // SAFETY: `Vector::detect` found the CPU features.
         done = unsafe { x86::pack_contiguous(dst, src) };
     }
     let (dst, src) = (&mut dst[done / 2..], &src[done..]);
@@ -217,11 +230,11 @@ fn pack_contiguous(dst: &mut [u32], src: &[f32]) {
 }
 
 /// `dst[i]` = the pair (`lo[i]`, `hi[i]`).
-fn pack_interleaved(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
+fn pack_interleaved(vector: Vector, dst: &mut [u32], lo: &[f32], hi: &[f32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: the CPU has the features (checked just above).
+    if vector.0 {
+        // SAFETY: `Vector::detect` found the CPU features.
         done = unsafe { x86::pack_interleaved(dst, lo, hi) };
     }
     let (dst, lo, hi) = (&mut dst[done..], &lo[done..], &hi[done..]);
@@ -530,11 +543,11 @@ mod tests {
             .map(|p| u32::from(round(p[0])) | (u32::from(round(p[1])) << 16))
             .collect();
         let mut packed = vec![0; xs.len() / 2];
-        pack_contiguous(&mut packed, &xs);
+        pack_contiguous(Vector::detect(), &mut packed, &xs);
         assert_eq!(packed, scalar);
         let (lo, hi): (Vec<f32>, Vec<f32>) = xs.chunks(2).map(|p| (p[0], p[1])).unzip();
         let mut packed = vec![0; lo.len()];
-        pack_interleaved(&mut packed, &lo, &hi);
+        pack_interleaved(Vector::detect(), &mut packed, &lo, &hi);
         assert_eq!(packed, scalar);
     }
 

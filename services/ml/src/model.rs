@@ -309,6 +309,7 @@ impl Chunk {
     ) {
         let n = rows.len();
         let w = network.inputs();
+        let packed = |i: usize| packed.get(i).and_then(Option::as_ref);
         for ((dst, t), &r) in self.acts[0]
             .chunks_exact_mut(w.max(1))
             .zip(&mut self.targets)
@@ -321,7 +322,7 @@ impl Chunk {
             let (before, after) = self.acts.split_at_mut(i + 1);
             let out = &mut after[0][..n * l.outputs];
             let input = &before[i][..n * l.inputs];
-            if let Some(Some(w)) = packed.get(i) {
+            if let Some(w) = packed(i) {
                 self.pa.pack(n, l.inputs, input, Op::N);
                 bf16::matmul(&self.pa, &w.forward, out, false);
             } else {
@@ -359,7 +360,7 @@ impl Chunk {
             let delta = &self.delta[..n * l.outputs];
             let input = &self.acts[i][..n * l.inputs];
             let (before, wg) = self.grads[..l.bias().start].split_at_mut(l.offset);
-            let packed = packed.get(i).and_then(Option::as_ref);
+            let packed = packed(i);
             // dW = inputᵀ · delta.
             if packed.is_some() {
                 self.pa.pack(l.inputs, n, input, Op::T);
