@@ -142,3 +142,171 @@ extern "C" __global__ void gemm_f32(
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tensor-core GEMM, TF32 products: the same contract as gemm_f32, except that every element of
+// op(A) and op(B) is first rounded to TF32 (10 mantissa bits, round to nearest, ties away from
+// zero: cvt.rna) and the products run on the tensor cores (mma.sync m16n8k8, FP32 accumulate).
+// Needs compute capability 8.0 or later; the host never launches it on an older device, and
+// there its body traps.
+//
+// Each block of 128 threads (4 warps, 2 x 2) computes a 64 x 64 tile of C, each warp 32 x 32 of
+// it as 2 x 4 mma tiles of 16 x 8. K is walked in 16-wide slices through two shared buffers, as
+// in gemm_f32, already rounded to TF32 when stored. The shared rows are 72 floats, so the
+// fragment reads (lane = 4 g + t reads row k0 + t, column c + g) hit 32 distinct banks.
+// Launch: grid = (ceil(N / 64), ceil(M / 64)), block = (128, 1).
+
+#define TC_TILE 64
+#define TC_K 16
+#define TC_PAD 72
+#define TC_THREADS 128
+#define TC_LOADS (TC_TILE * TC_K / TC_THREADS)
+
+#ifndef HEARTH_EMU
+// x rounded to TF32, kept as a float whose 13 low mantissa bits are zero.
+__device__ __forceinline__ float hearth_tf32(float x)
+{
+#if __CUDA_ARCH__ >= 800
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+#else
+    return x;
+#endif
+}
+
+// d += a * b for one warp: a is 16 x 8 (a0: row g, col t; a1: row g + 8, col t; a2, a3: the
+// same rows at col t + 4), b is 8 x 8 (b0: row t, col g; b1: row t + 4, col g), d is 16 x 8
+// (d0, d1: row g, cols 2t, 2t + 1; d2, d3: row g + 8), where g = lane / 4 and t = lane % 4.
+__device__ __forceinline__ void hearth_mma_tf32(float* d, const float* a, const float* b)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
+          "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#else
+    __trap();
+#endif
+}
+#endif
+
+// Thread `tid`'s TC_LOADS elements of the A slice (64 rows x 16) and of the B slice (16 x 64).
+__device__ void tc_load(
+    int m, int n, int k, const float* __restrict__ a, int lda, int trans_a,
+    const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tid,
+    float* ra, float* rb)
+{
+    for (int l = 0; l < TC_LOADS; ++l) {
+        int idx = tid + l * TC_THREADS;
+        int r = trans_a ? idx % TC_TILE : idx / TC_K;
+        int kk = trans_a ? idx / TC_TILE : idx % TC_K;
+        int gr = row0 + r, gk = k0 + kk;
+        ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
+                                   : 0.0f;
+        int kb = trans_b ? idx % TC_K : idx / TC_TILE;
+        int cc = trans_b ? idx / TC_K : idx % TC_TILE;
+        int gkb = k0 + kb, gc = col0 + cc;
+        rb[l] = (gkb < k && gc < n) ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
+                                    : 0.0f;
+    }
+}
+
+// Stores what tc_load read, rounded to TF32, k-major: as[kk][r], bs[kk][c].
+__device__ void tc_store(
+    int trans_a, int trans_b, int tid, const float* ra, const float* rb, float (*as)[TC_PAD],
+    float (*bs)[TC_PAD])
+{
+    for (int l = 0; l < TC_LOADS; ++l) {
+        int idx = tid + l * TC_THREADS;
+        if (trans_a)
+            as[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(ra[l]);
+        else
+            as[idx % TC_K][idx / TC_K] = hearth_tf32(ra[l]);
+        if (trans_b)
+            bs[idx % TC_K][idx / TC_K] = hearth_tf32(rb[l]);
+        else
+            bs[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(rb[l]);
+    }
+}
+
+extern "C" __global__ void gemm_tf32(
+    int m, int n, int k,
+    float alpha,
+    const float* __restrict__ a, int lda, int trans_a,
+    const float* __restrict__ b, int ldb, int trans_b,
+    float beta,
+    float* __restrict__ c, int ldc)
+{
+    __shared__ float as[2][TC_K][TC_PAD];
+    __shared__ float bs[2][TC_K][TC_PAD];
+
+    const int tid = threadIdx.x;
+    const int lane = tid % 32;
+    const int warp = tid / 32;
+    const int g = lane / 4;
+    const int t = lane % 4;
+    const int wm = (warp / 2) * 32;
+    const int wn = (warp % 2) * 32;
+    const int row0 = blockIdx.y * TC_TILE;
+    const int col0 = blockIdx.x * TC_TILE;
+
+    float acc[2][4][4];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j)
+            for (int e = 0; e < 4; ++e)
+                acc[i][j][e] = 0.0f;
+
+    float ra[TC_LOADS];
+    float rb[TC_LOADS];
+    tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, ra, rb);
+    tc_store(trans_a, trans_b, tid, ra, rb, as[0], bs[0]);
+    __syncthreads();
+
+    int buf = 0;
+    for (int k0 = 0; k0 < k; k0 += TC_K) {
+        const int next = k0 + TC_K;
+        if (next < k)
+            tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, ra, rb);
+        for (int ks = 0; ks < TC_K; ks += 8) {
+            float fa[2][4];
+            float fb[4][2];
+            for (int i = 0; i < 2; ++i) {
+                int r = wm + i * 16 + g;
+                fa[i][0] = as[buf][ks + t][r];
+                fa[i][1] = as[buf][ks + t][r + 8];
+                fa[i][2] = as[buf][ks + t + 4][r];
+                fa[i][3] = as[buf][ks + t + 4][r + 8];
+            }
+            for (int j = 0; j < 4; ++j) {
+                int cc = wn + j * 8 + g;
+                fb[j][0] = bs[buf][ks + t][cc];
+                fb[j][1] = bs[buf][ks + t + 4][cc];
+            }
+            for (int i = 0; i < 2; ++i)
+                for (int j = 0; j < 4; ++j)
+                    hearth_mma_tf32(acc[i][j], fa[i], fb[j]);
+        }
+        if (next < k) {
+            tc_store(trans_a, trans_b, tid, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
+            buf ^= 1;
+        }
+        __syncthreads();
+    }
+
+    for (int i = 0; i < 2; ++i) {
+        for (int j = 0; j < 4; ++j) {
+            for (int e = 0; e < 4; ++e) {
+                int r = row0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
+                int cidx = col0 + wn + j * 8 + 2 * t + (e & 1);
+                if (r >= m || cidx >= n)
+                    continue;
+                float* out = &c[(long)r * ldc + cidx];
+                float prev = beta == 0.0f ? 0.0f : beta * *out;
+                *out = alpha * acc[i][j][e] + prev;
+            }
+        }
+    }
+}

@@ -1,11 +1,14 @@
 //! The GPU benchmark, with its peers measured in the same run (`hil-tests/gpu/run.sh`):
 //!
-//! 1. Hearth's `gemm_f32` kernel against cuBLAS SGEMM (plain FP32, no TF32: the default math
-//!    mode) on the same device buffers, timed with CUDA events (median of repeated launches),
-//!    for large squares and the MLP's own shapes; the two results are also compared.
+//! 1. Hearth's `gemm_f32` kernel against cuBLAS SGEMM in its default math mode (plain FP32), and
+//!    Hearth's `gemm_tf32` (tensor cores) against cuBLAS SGEMM in `CUBLAS_TF32_TENSOR_OP_MATH`,
+//!    on the same device buffers, timed with CUDA events (median of repeated launches), for
+//!    large squares and the MLP's own shapes; each pair's results are also compared.
 //! 2. Training: MLP 30-256-256-1, Adam, batch 1024, 5 epochs on `synth::fraud(1M)` (700k
-//!    training rows) on the GPU, against PyTorch on the same GPU (`parity/torch_peer.py
-//!    --device cuda`, same table and split) where python3 with torch is present.
+//!    training rows) on the GPU in the default precision (TF32 products on tensor-core GPUs) and
+//!    in float32, against PyTorch on the same GPU (`parity/torch_peer.py --device cuda`: `mlp`
+//!    in float32, `mlp_tf32` with TF32 products; same table and split) where python3 with
+//!    torch is present.
 //!
 //! `cargo bench -p hearth-hil-tests --features gpu --bench gpu [-- --rows N --peer PATH]`
 #![allow(
@@ -18,9 +21,11 @@ use std::ops::ControlFlow;
 use std::process::Command;
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
+use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t, cublasSetMathMode, cublasStatus_t};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use hearth_kernels::Math;
 use hearth_kernels::cuda::Gpu;
-use hearth_ml::train::{Compute, Metrics, ModelKind, TrainSpec, train_on};
+use hearth_ml::train::{Compute, Metrics, ModelKind, Precision, TrainSpec, Trained, train_on};
 use hearth_ml::{Rng, synth};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -50,11 +55,24 @@ fn time_ms(gpu: &Gpu, reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-fn gemm_vs_cublas(gpu: &Arc<Gpu>) -> serde_json::Value {
+fn gemm_vs_cublas(gpu: &Arc<Gpu>, math: Math) -> serde_json::Value {
     let blas = CudaBlas::new(gpu.stream().clone()).unwrap();
+    let (mode, label, agree) = match math {
+        Math::F32 => (cublasMath_t::CUBLAS_DEFAULT_MATH, "FP32", 1e-3f32),
+        // Both round the operands to TF32 (perhaps differently): the results agree to TF32's
+        // precision, not float32's.
+        Math::Tf32 => (
+            cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            "TF32 tensor cores",
+            2e-2,
+        ),
+    };
+    // SAFETY: the handle is live (owned by `blas`), and the mode is a valid cublasMath_t.
+    let status = unsafe { cublasSetMathMode(*blas.handle(), mode) };
+    assert_eq!(status, cublasStatus_t::CUBLAS_STATUS_SUCCESS);
     let mut rng = Rng::new(5);
     let mut rows = Vec::new();
-    println!("GEMM (row-major C = A·B, FP32), median of repeated launches:");
+    println!("GEMM (row-major C = A·B, {label}), median of repeated launches:");
     for &(m, n, k, reps) in &[
         (4096usize, 4096usize, 4096usize, 10usize),
         (2048, 2048, 2048, 20),
@@ -68,20 +86,14 @@ fn gemm_vs_cublas(gpu: &Arc<Gpu>) -> serde_json::Value {
         let mut ours = gpu.zeros::<f32>(m * n).unwrap();
         let mut theirs = gpu.zeros::<f32>(m * n).unwrap();
         let ours_ms = time_ms(gpu, reps, || {
-            gpu.gemm_f32(
-                m,
-                n,
-                k,
+            gpu.gemm(
+                math,
+                (m, n, k),
                 1.0,
-                &da.as_view(),
-                k,
-                false,
-                &db.as_view(),
-                n,
-                false,
+                (&da.as_view(), k, false),
+                (&db.as_view(), n, false),
                 0.0,
-                &mut ours.as_view_mut(),
-                n,
+                (&mut ours.as_view_mut(), n),
             )
             .unwrap();
         });
@@ -112,8 +124,8 @@ fn gemm_vs_cublas(gpu: &Arc<Gpu>) -> serde_json::Value {
             .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
             .fold(0f32, f32::max);
         assert!(
-            worst < 1e-3,
-            "{m}x{n}x{k}: ours and cuBLAS differ by {worst}"
+            worst < agree,
+            "{label} {m}x{n}x{k}: ours and cuBLAS differ by {worst}"
         );
         let flops = 2.0 * (m * n * k) as f64;
         let (ot, ct) = (flops / ours_ms / 1e9, flops / cublas_ms / 1e9);
@@ -122,11 +134,59 @@ fn gemm_vs_cublas(gpu: &Arc<Gpu>) -> serde_json::Value {
             100.0 * cublas_ms / ours_ms
         );
         rows.push(serde_json::json!({
+            "math": format!("{math:?}").to_lowercase(),
             "m": m, "n": n, "k": k, "hearth_ms": ours_ms, "cublas_ms": cublas_ms,
             "hearth_tflops": ot, "cublas_tflops": ct, "ratio": cublas_ms / ours_ms,
         }));
     }
     serde_json::Value::Array(rows)
+}
+
+/// Trains the benchmark's MLP on the GPU in `precision`; prints and returns the report with
+/// each epoch's seconds.
+fn train_mlp(
+    gpu: &Arc<Gpu>,
+    frame: &hearth_ml::frame::Frame,
+    precision: Precision,
+) -> (Trained, Vec<f64>) {
+    let spec = TrainSpec {
+        target: synth::FRAUD_TARGET.into(),
+        model: ModelKind::Mlp {
+            hidden: vec![256, 256],
+        },
+        epochs: 5,
+        batch_size: 1024,
+        learning_rate: 1e-3,
+        patience: 0,
+        seed: 7,
+        precision,
+        ..TrainSpec::default()
+    };
+    let mut epoch_rates = Vec::new();
+    let t = train_on(frame, &spec, &Compute::Cuda(gpu.clone()), &mut |p| {
+        epoch_rates.push(p.rows_per_sec);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let train_rows = t.report.rows.train as f64;
+    let epoch_s: Vec<f64> = epoch_rates
+        .iter()
+        .map(|r| (train_rows / r * 1000.0).round() / 1000.0)
+        .collect();
+    println!(
+        "training MLP 30-256-256-1 ({precision:?}) on {}: {:.0} rows/s, epochs {epoch_s:?} s, ROC-AUC {:.4}",
+        t.report.backend,
+        t.report.rows_per_sec,
+        auc(&t)
+    );
+    (t, epoch_s)
+}
+
+fn auc(t: &Trained) -> f64 {
+    match &t.report.metrics {
+        Metrics::Binary(m) => m.roc_auc.unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
 }
 
 fn main() {
@@ -141,42 +201,14 @@ fn main() {
     });
     let gpu = Gpu::open(0).expect("the GPU benchmark needs a GPU");
     println!("device: {} ({})", gpu.name(), gpu.arch());
-    let gemm = gemm_vs_cublas(&gpu);
+    let mut gemm = vec![gemm_vs_cublas(&gpu, Math::F32)];
+    if gpu.tensor_cores() {
+        gemm.push(gemm_vs_cublas(&gpu, Math::Tf32));
+    }
 
     let frame = synth::fraud(rows, 1);
-    let spec = TrainSpec {
-        target: synth::FRAUD_TARGET.into(),
-        model: ModelKind::Mlp {
-            hidden: vec![256, 256],
-        },
-        epochs: 5,
-        batch_size: 1024,
-        learning_rate: 1e-3,
-        patience: 0,
-        seed: 7,
-        ..TrainSpec::default()
-    };
-    let mut epoch_rates = Vec::new();
-    let t = train_on(&frame, &spec, &Compute::Cuda(gpu.clone()), &mut |p| {
-        epoch_rates.push(p.rows_per_sec);
-        ControlFlow::Continue(())
-    })
-    .unwrap();
-    let auc = match &t.report.metrics {
-        Metrics::Binary(m) => m.roc_auc.unwrap_or(f64::NAN),
-        _ => f64::NAN,
-    };
-    let train_rows = t.report.rows.train as f64;
-    let epoch_s: Vec<f64> = epoch_rates.iter().map(|r| train_rows / r).collect();
-    println!(
-        "training MLP 30-256-256-1 on {}: {:.0} rows/s, epochs {:?} s, ROC-AUC {auc:.4}",
-        t.report.backend,
-        t.report.rows_per_sec,
-        epoch_s
-            .iter()
-            .map(|s| (s * 1000.0).round() / 1000.0)
-            .collect::<Vec<_>>()
-    );
+    let (t, epoch_s) = train_mlp(&gpu, &frame, Precision::Auto);
+    let (t32, epoch_s32) = train_mlp(&gpu, &frame, Precision::F32);
 
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("fraud.csv");
@@ -189,13 +221,20 @@ fn main() {
     let peer_json = match out {
         Ok(o) if o.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            let r = v["mlp"]["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
+            let rate = |model: &str| v[model]["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
+            for model in ["mlp", "mlp_tf32"] {
+                println!(
+                    "peer {} on the GPU: {model} {:.0} rows/s, ROC-AUC {:.4}",
+                    v["peer"],
+                    rate(model),
+                    v[model]["roc_auc"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
             println!(
-                "peer {} on the GPU: MLP {:.0} rows/s, ROC-AUC {:.4} | hearth/peer {:.2}x",
-                v["peer"],
-                r,
-                v["mlp"]["roc_auc"].as_f64().unwrap_or(f64::NAN),
-                t.report.rows_per_sec / r
+                "hearth/peer: default vs default {:.2}x, float32 vs float32 {:.2}x, tf32 vs tf32 {:.2}x",
+                t.report.rows_per_sec / rate("mlp"),
+                t32.report.rows_per_sec / rate("mlp"),
+                t.report.rows_per_sec / rate("mlp_tf32"),
             );
             v
         }
@@ -211,8 +250,10 @@ fn main() {
     let record = serde_json::json!({
         "device": gpu.name(),
         "gemm": gemm,
-        "train": {"rows_per_sec": t.report.rows_per_sec, "epoch_seconds": epoch_s, "roc_auc": auc,
-                  "backend": t.report.backend},
+        "train": {"rows_per_sec": t.report.rows_per_sec, "epoch_seconds": epoch_s,
+                  "roc_auc": auc(&t), "backend": t.report.backend},
+        "train_f32": {"rows_per_sec": t32.report.rows_per_sec, "epoch_seconds": epoch_s32,
+                      "roc_auc": auc(&t32), "backend": t32.report.backend},
         "peer": peer_json,
     });
     if let Some(path) = arg(&args, "--record") {

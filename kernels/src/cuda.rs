@@ -18,7 +18,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileError, CompileOptions};
 
-use crate::{NVRTC_OPTIONS, REDUCTION_BLOCK, SOURCES};
+use crate::{Math, NVRTC_OPTIONS, REDUCTION_BLOCK, SOURCES};
 
 pub use cudarc;
 
@@ -52,6 +52,14 @@ pub enum CudaError {
     },
     #[error("{kernel}: {what}")]
     Shape { kernel: &'static str, what: String },
+    #[error("{kernel} needs {needs}, and {device} has compute capability {major}.{minor}")]
+    Unsupported {
+        kernel: &'static str,
+        needs: &'static str,
+        device: String,
+        major: i32,
+        minor: i32,
+    },
 }
 
 fn driver(what: &'static str) -> impl FnOnce(DriverError) -> CudaError {
@@ -197,6 +205,12 @@ impl Gpu {
         self.compute_capability
     }
 
+    /// Whether this device has tensor cores that take TF32 (compute capability 8.0 or later),
+    /// which [`Math::Tf32`] needs.
+    pub fn tensor_cores(&self) -> bool {
+        self.compute_capability.0 >= 8
+    }
+
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
@@ -297,7 +311,8 @@ impl Gpu {
         Ok(())
     }
 
-    /// `c = alpha * op(a) * op(b) + beta * c`, row-major; see `kernels/gemm.cu`.
+    /// `c = alpha * op(a) * op(b) + beta * c`, row-major, with float32 products; see
+    /// `kernels/gemm.cu`.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm_f32(
         &self,
@@ -315,7 +330,42 @@ impl Gpu {
         c: &mut CudaViewMut<'_, f32>,
         ldc: usize,
     ) -> Result<(), CudaError> {
-        const K: &str = "gemm_f32";
+        self.gemm(
+            Math::F32,
+            (m, n, k),
+            alpha,
+            (a, lda, trans_a),
+            (b, ldb, trans_b),
+            beta,
+            (c, ldc),
+        )
+    }
+
+    /// `c = alpha * op(a) * op(b) + beta * c`, row-major, with the products `math` names
+    /// (`gemm_f32` or `gemm_tf32` in `kernels/gemm.cu`); `a` and `b` are (matrix, leading
+    /// dimension, transposed), `c` is (matrix, leading dimension). [`Math::Tf32`] on a device
+    /// without TF32 tensor cores is [`CudaError::Unsupported`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &self,
+        math: Math,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        (a, lda, trans_a): (&CudaView<'_, f32>, usize, bool),
+        (b, ldb, trans_b): (&CudaView<'_, f32>, usize, bool),
+        beta: f32,
+        (c, ldc): (&mut CudaViewMut<'_, f32>, usize),
+    ) -> Result<(), CudaError> {
+        let kernel = math.kernel();
+        if math == Math::Tf32 && !self.tensor_cores() {
+            return Err(CudaError::Unsupported {
+                kernel,
+                needs: "TF32 tensor cores (compute capability 8.0 or later)",
+                device: self.name.clone(),
+                major: self.compute_capability.0,
+                minor: self.compute_capability.1,
+            });
+        }
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -325,20 +375,21 @@ impl Gpu {
             (b.len(), ldb, trans_b),
             (c.len(), ldc),
         )?;
-        let (mi, ni, ki) = (int(K, m)?, int(K, n)?, int(K, k)?);
-        let (ldai, ldbi, ldci) = (int(K, lda)?, int(K, ldb)?, int(K, ldc)?);
+        let (mi, ni, ki) = (int(kernel, m)?, int(kernel, n)?, int(kernel, k)?);
+        let (ldai, ldbi, ldci) = (int(kernel, lda)?, int(kernel, ldb)?, int(kernel, ldc)?);
         let (ta, tb) = (i32::from(trans_a), i32::from(trans_b));
-        let f = self.function(K)?;
+        let f = self.function(kernel)?;
         let mut l = self.stream.launch_builder(f);
         l.arg(&mi).arg(&ni).arg(&ki).arg(&alpha);
         l.arg(a).arg(&ldai).arg(&ta);
         l.arg(b).arg(&ldbi).arg(&tb);
         l.arg(&beta).arg(c).arg(&ldci);
-        let cfg = launch::gemm(m, n)?;
-        // SAFETY: argument order and types match gemm_f32 in gemm.cu; a, b and c hold every
-        // element the kernel reads or writes for these shapes and leading dimensions (checked
-        // by `matrix` above).
-        unsafe { l.launch(cfg) }.map_err(driver("gemm_f32 launch"))?;
+        let cfg = launch::gemm(math, m, n)?;
+        // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the same
+        // signature); a, b and c hold every element the kernel reads or writes for these
+        // shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 runs only
+        // where the device has the mma instruction it uses (checked above).
+        unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
         Ok(())
     }
 
@@ -594,7 +645,7 @@ pub fn check_indices(idx: &[u32], rows: usize) -> Result<(), CudaError> {
 }
 
 /// Errors unless `op(a)` (m × k), `op(b)` (k × n) and `c` (m × n), each given as (elements,
-/// leading dimension[, transposed]), hold every element `gemm_f32` touches.
+/// leading dimension[, transposed]), hold every element `gemm_f32` or `gemm_tf32` touches.
 pub fn check_gemm(
     (m, n, k): (usize, usize, usize),
     (a_len, lda, trans_a): (usize, usize, bool),
@@ -665,7 +716,7 @@ fn long(kernel: &'static str, v: usize) -> Result<i64, CudaError> {
 /// The launch shape of each kernel, as the `.cu` files require it (also used by the CPU
 /// emulator in `kernels/emu`, so both run the same grids).
 pub mod launch {
-    use super::{CudaError, ELEMENTWISE_BLOCK, LOSS_GRID, MAX_GRID, REDUCTION_BLOCK};
+    use super::{CudaError, ELEMENTWISE_BLOCK, LOSS_GRID, MAX_GRID, Math, REDUCTION_BLOCK};
     use cudarc::driver::LaunchConfig;
 
     fn blocks(n: usize, per_block: usize) -> Result<u32, CudaError> {
@@ -675,11 +726,16 @@ pub mod launch {
         })
     }
 
-    /// `gemm_f32`: one 16 × 16 block per 128 × 128 tile of C.
-    pub fn gemm(m: usize, n: usize) -> Result<LaunchConfig, CudaError> {
+    /// `gemm_f32`: one 16 × 16 block per 128 × 128 tile of C; `gemm_tf32`: one block of 128
+    /// threads (4 warps) per 64 × 64 tile.
+    pub fn gemm(math: Math, m: usize, n: usize) -> Result<LaunchConfig, CudaError> {
+        let (tile, block) = match math {
+            Math::F32 => (128, (16, 16, 1)),
+            Math::Tf32 => (64, (128, 1, 1)),
+        };
         Ok(LaunchConfig {
-            grid_dim: (blocks(n, 128)?, blocks(m, 128)?, 1),
-            block_dim: (16, 16, 1),
+            grid_dim: (blocks(n, tile)?, blocks(m, tile)?, 1),
+            block_dim: block,
             shared_mem_bytes: 0,
         })
     }

@@ -13,6 +13,7 @@
 
 use std::ops::Range;
 
+use crate::Math;
 use crate::cuda::{CudaError, Gpu, LOSS_BLOCKS, Word, check_gemm, check_indices, need};
 use crate::reference as r;
 use cudarc::driver::CudaSlice;
@@ -64,8 +65,13 @@ pub trait Device {
         dst: &mut Self::Buf<T>,
     ) -> Result<(), CudaError>;
 
-    fn gemm_f32(
+    /// Whether [`Math::Tf32`] products are available here.
+    fn tensor_cores(&self) -> bool;
+
+    /// `c = op(a) * op(b)` with the products `math` names (`gemm_f32` or `gemm_tf32`).
+    fn gemm(
         &self,
+        math: Math,
         m: usize,
         n: usize,
         k: usize,
@@ -272,8 +278,13 @@ impl Device for Gpu {
         }
     }
 
-    fn gemm_f32(
+    fn tensor_cores(&self) -> bool {
+        Gpu::tensor_cores(self)
+    }
+
+    fn gemm(
         &self,
+        math: Math,
         m: usize,
         n: usize,
         k: usize,
@@ -286,25 +297,19 @@ impl Device for Gpu {
         c: (&mut CudaSlice<f32>, Range<usize>),
         ldc: usize,
     ) -> Result<(), CudaError> {
-        const K: &str = "gemm_f32";
-        region(K, a.0.len(), &a.1)?;
-        region(K, b.0.len(), &b.1)?;
-        region(K, c.0.len(), &c.1)?;
-        Gpu::gemm_f32(
+        let kernel = math.kernel();
+        region(kernel, a.0.len(), &a.1)?;
+        region(kernel, b.0.len(), &b.1)?;
+        region(kernel, c.0.len(), &c.1)?;
+        Gpu::gemm(
             self,
-            m,
-            n,
-            k,
+            math,
+            (m, n, k),
             1.0,
-            &a.0.slice(a.1),
-            lda,
-            trans_a,
-            &b.0.slice(b.1),
-            ldb,
-            trans_b,
+            (&a.0.slice(a.1), lda, trans_a),
+            (&b.0.slice(b.1), ldb, trans_b),
             0.0,
-            &mut c.0.slice_mut(c.1),
-            ldc,
+            (&mut c.0.slice_mut(c.1), ldc),
         )
     }
 
@@ -520,8 +525,14 @@ impl Device for Reference {
         Ok(())
     }
 
-    fn gemm_f32(
+    /// The reference has both products (`gemm_tf32`'s rounding is exact on the CPU).
+    fn tensor_cores(&self) -> bool {
+        true
+    }
+
+    fn gemm(
         &self,
+        math: Math,
         m: usize,
         n: usize,
         k: usize,
@@ -534,17 +545,21 @@ impl Device for Reference {
         c: (&mut Vec<f32>, Range<usize>),
         ldc: usize,
     ) -> Result<(), CudaError> {
-        const K: &str = "gemm_f32";
-        region(K, a.0.len(), &a.1)?;
-        region(K, b.0.len(), &b.1)?;
-        region(K, c.0.len(), &c.1)?;
+        let kernel = math.kernel();
+        region(kernel, a.0.len(), &a.1)?;
+        region(kernel, b.0.len(), &b.1)?;
+        region(kernel, c.0.len(), &c.1)?;
         check_gemm(
             (m, n, k),
             (a.1.len(), lda, trans_a),
             (b.1.len(), ldb, trans_b),
             (c.1.len(), ldc),
         )?;
-        r::gemm_f32(
+        let product = match math {
+            Math::F32 => r::gemm_f32,
+            Math::Tf32 => r::gemm_tf32,
+        };
+        product(
             m,
             n,
             k,

@@ -40,7 +40,7 @@ pub const SOURCES: &[KernelSource] = &[
     KernelSource {
         file: "gemm.cu",
         source: include_str!("../gemm.cu"),
-        entry_points: &["gemm_f32"],
+        entry_points: &["gemm_f32", "gemm_tf32"],
     },
     KernelSource {
         file: "activation.cu",
@@ -62,6 +62,25 @@ pub const SOURCES: &[KernelSource] = &[
 /// NVRTC options besides `--gpu-architecture` (which comes from the device). Keep
 /// `kernels/check-nvrtc.py` in step.
 pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17"];
+
+/// The arithmetic of a matrix product: [`Math::F32`] is `gemm_f32` (float32 products on the
+/// CUDA cores), [`Math::Tf32`] is `gemm_tf32` (operands rounded to TF32, products on the tensor
+/// cores, float32 sums; compute capability 8.0 and later). Both take and give float32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Math {
+    F32,
+    Tf32,
+}
+
+impl Math {
+    /// The kernel entry point.
+    pub fn kernel(self) -> &'static str {
+        match self {
+            Math::F32 => "gemm_f32",
+            Math::Tf32 => "gemm_tf32",
+        }
+    }
+}
 
 /// Block size the loss and reduction kernels assume.
 pub const REDUCTION_BLOCK: u32 = 256;

@@ -7,6 +7,7 @@
 pub const ENTRY_POINTS: &[&str] = &[
     "gather_rows",
     "gemm_f32",
+    "gemm_tf32",
     "bias_act_forward",
     "relu_backward",
     "column_sums",
@@ -45,21 +46,94 @@ pub fn gemm_f32(
     c: &mut [f32],
     ldc: usize,
 ) {
+    let op = Operands {
+        a,
+        lda,
+        trans_a,
+        b,
+        ldb,
+        trans_b,
+    };
+    gemm(|x| x, (m, n, k), alpha, &op, beta, c, ldc);
+}
+
+/// [`gemm_f32`] with every element of op(a) and op(b) rounded to TF32 first ([`tf32`]), as the
+/// tensor cores take them; the products of two TF32 values are exact in f32, and the sums are
+/// f32 as in `gemm_f32`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_tf32(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    trans_a: bool,
+    b: &[f32],
+    ldb: usize,
+    trans_b: bool,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let op = Operands {
+        a,
+        lda,
+        trans_a,
+        b,
+        ldb,
+        trans_b,
+    };
+    gemm(tf32, (m, n, k), alpha, &op, beta, c, ldc);
+}
+
+/// `x` rounded to TF32 (8 exponent bits, 10 mantissa bits) as `cvt.rna.tf32.f32` does: to
+/// nearest, ties away from zero; the 13 low mantissa bits of the result are zero. Infinities
+/// and NaNs pass through; values that round past the largest TF32 become infinite.
+pub fn tf32(x: f32) -> f32 {
+    let u = x.to_bits();
+    if u & 0x7f80_0000 == 0x7f80_0000 {
+        return x;
+    }
+    // Adding half an ulp to the magnitude and truncating rounds half away from zero; the sign
+    // bit is untouched (a finite magnitude plus 0x1000 stays below 0x8000_0000 + 0x7f80_1000).
+    f32::from_bits((u + 0x1000) & !0x1fff)
+}
+
+/// op(a) and op(b) of a product, as stored.
+struct Operands<'a> {
+    a: &'a [f32],
+    lda: usize,
+    trans_a: bool,
+    b: &'a [f32],
+    ldb: usize,
+    trans_b: bool,
+}
+
+fn gemm(
+    round: impl Fn(f32) -> f32,
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    op: &Operands<'_>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0.0f32;
             for p in 0..k {
-                let av = if trans_a {
-                    a[p * lda + i]
+                let av = if op.trans_a {
+                    op.a[p * op.lda + i]
                 } else {
-                    a[i * lda + p]
+                    op.a[i * op.lda + p]
                 };
-                let bv = if trans_b {
-                    b[j * ldb + p]
+                let bv = if op.trans_b {
+                    op.b[j * op.ldb + p]
                 } else {
-                    b[p * ldb + j]
+                    op.b[p * op.ldb + j]
                 };
-                acc += av * bv;
+                acc += round(av) * round(bv);
             }
             let out = &mut c[i * ldc + j];
             let prev = if beta == 0.0 { 0.0 } else { beta * *out };
@@ -220,6 +294,39 @@ mod tests {
         let mut c = [1.0; 4];
         gemm_f32(2, 2, 3, 2.0, &a, 3, false, &b, 2, false, 0.5, &mut c, 2);
         assert_eq!(c, [8.5, 10.5, 20.5, 22.5]);
+    }
+
+    #[test]
+    fn tf32_rounds_to_nearest_with_ties_away_from_zero() {
+        let ulp = 2f32.powi(-10); // TF32's ulp at 1.0
+        assert_eq!(tf32(1.0), 1.0);
+        // Below half an ulp rounds down, half an ulp (a tie) away from zero, above it up.
+        assert_eq!(tf32(1.0 + ulp * 0.49), 1.0);
+        assert_eq!(tf32(1.0 + ulp * 0.5), 1.0 + ulp);
+        assert_eq!(tf32(-(1.0 + ulp * 0.5)), -(1.0 + ulp));
+        assert_eq!(tf32(1.0 + ulp * 1.5), 1.0 + 2.0 * ulp);
+        // A carry into the exponent, the low bits cleared, and the edges.
+        assert_eq!(tf32(2.0 - ulp * 0.5), 2.0);
+        for x in [0.1f32, -3.7e-12, 6.02e23] {
+            let r = tf32(x);
+            assert_eq!(r.to_bits() & 0x1fff, 0, "{x}");
+            assert!((r - x).abs() <= x.abs() * 2f32.powi(-11), "{x} -> {r}");
+        }
+        // Subnormals keep their absolute grid: within half of 2^13 of the smallest step.
+        let r = tf32(1e-40);
+        assert_eq!(r.to_bits() & 0x1fff, 0);
+        assert!((r - 1e-40).abs() <= f32::from_bits(1 << 12), "{r}");
+        assert_eq!(tf32(f32::MAX), f32::INFINITY);
+        assert_eq!(tf32(f32::NEG_INFINITY), f32::NEG_INFINITY);
+        assert!(tf32(f32::NAN).is_nan());
+        assert_eq!(tf32(-0.0).to_bits(), (-0.0f32).to_bits());
+        // The tf32 product differs from f32 exactly where rounding changed an operand.
+        let (a, b) = ([1.0 + ulp * 0.25, 2.0], [3.0, 1.0]);
+        let (mut c32, mut c19) = ([0.0f32], [0.0f32]);
+        gemm_f32(1, 1, 2, 1.0, &a, 2, false, &b, 1, false, 0.0, &mut c32, 1);
+        gemm_tf32(1, 1, 2, 1.0, &a, 2, false, &b, 1, false, 0.0, &mut c19, 1);
+        assert_eq!(c19[0], 5.0);
+        assert_eq!(c32[0], 5.0 + 3.0 * ulp * 0.25);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! random inputs of awkward shapes. Bounds are relative, per float32 arithmetic: products
 //! against the sum of absolute terms, element-wise results to a few ulps.
 
-use hearth_kernels::cuda::{CudaError, LOSS_BLOCKS, check_indices};
+use hearth_kernels::Math;
+use hearth_kernels::cuda::{CudaError, Gpu, LOSS_BLOCKS, check_indices};
 use hearth_kernels::reference as r;
 use hearth_ml::Rng;
 
@@ -25,6 +26,19 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
 #[test]
 fn gemm_matches_the_reference_for_every_transpose_and_shape() {
     let gpu = super::gpu();
+    // Every GPU the appliance supports past Turing has TF32 tensor cores; on an older one the
+    // TF32 kernel must refuse, which `tf32_gemm_is_refused_without_tensor_cores` checks.
+    let maths: &[Math] = if gpu.tensor_cores() {
+        &[Math::F32, Math::Tf32]
+    } else {
+        &[Math::F32]
+    };
+    for &math in maths {
+        gemm_against_the_reference(&gpu, math);
+    }
+}
+
+fn gemm_against_the_reference(gpu: &Gpu, math: Math) {
     let mut rng = Rng::new(11);
     let shapes = [
         (1, 1, 1),
@@ -36,6 +50,10 @@ fn gemm_matches_the_reference_for_every_transpose_and_shape() {
         (1024, 1, 256),
         (200, 300, 500),
     ];
+    let reference = match math {
+        Math::F32 => r::gemm_f32,
+        Math::Tf32 => r::gemm_tf32,
+    };
     for &(m, n, k) in &shapes {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             // Padded leading dimensions catch stride mistakes.
@@ -46,14 +64,20 @@ fn gemm_matches_the_reference_for_every_transpose_and_shape() {
             let b = normal(&mut rng, (br - 1) * ldb + bc);
             let c0 = normal(&mut rng, (m - 1) * ldc + n);
             for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, -1.5)] {
+                // The same operands, rounded as the kernel rounds them (TF32 or not): only the
+                // summation order differs.
                 let mut want = c0.clone();
-                r::gemm_f32(
+                reference(
                     m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut want, ldc,
                 );
+                // Exact float32 products, for TF32's own error bound.
+                let mut exact = c0.clone();
+                r::gemm_f32(
+                    m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut exact, ldc,
+                );
                 // |alpha| Σ|a||b| + |beta c| bounds each element's rounding error.
-                let mut scale = vec![0f32; want.len()];
                 let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-                let mut c_abs = abs(&c0);
+                let mut scale = abs(&c0);
                 r::gemm_f32(
                     m,
                     n,
@@ -66,39 +90,45 @@ fn gemm_matches_the_reference_for_every_transpose_and_shape() {
                     ldb,
                     tb,
                     beta.abs(),
-                    &mut c_abs,
+                    &mut scale,
                     ldc,
                 );
-                scale.copy_from_slice(&c_abs);
                 let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
                 let mut dc = gpu.upload(&c0).unwrap();
-                gpu.gemm_f32(
-                    m,
-                    n,
-                    k,
+                gpu.gemm(
+                    math,
+                    (m, n, k),
                     alpha,
-                    &da.as_view(),
-                    lda,
-                    ta,
-                    &db.as_view(),
-                    ldb,
-                    tb,
+                    (&da.as_view(), lda, ta),
+                    (&db.as_view(), ldb, tb),
                     beta,
-                    &mut dc.as_view_mut(),
-                    ldc,
+                    (&mut dc.as_view_mut(), ldc),
                 )
                 .unwrap();
                 let got = gpu.download(&dc.as_view()).unwrap();
+                // The tensor cores' float32 sums may truncate where IEEE rounds: twice the room.
+                let sum_rel = match math {
+                    Math::F32 => 1e-5,
+                    Math::Tf32 => 2e-5,
+                };
                 for i in 0..m {
                     for j in 0..n {
                         let idx = i * ldc + j;
-                        let tol = 1e-5 * (k as f32).sqrt().max(1.0) * scale[idx] + 1e-6;
+                        let tol = sum_rel * (k as f32).sqrt().max(1.0) * scale[idx] + 1e-6;
                         assert!(
                             (got[idx] - want[idx]).abs() <= tol,
-                            "gemm {m}x{n}x{k} ta={ta} tb={tb} alpha={alpha} beta={beta} \
+                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} alpha={alpha} beta={beta} \
                              at ({i},{j}): GPU {} vs CPU {} (tolerance {tol})",
                             got[idx],
                             want[idx]
+                        );
+                        // TF32 operands carry a relative error of at most 2^-11 each.
+                        let tf32_tol = 2f32.powi(-10) * 1.01 * scale[idx] + tol;
+                        assert!(
+                            (got[idx] - exact[idx]).abs() <= tf32_tol,
+                            "{math:?} gemm {m}x{n}x{k} at ({i},{j}): GPU {} vs float32 {}",
+                            got[idx],
+                            exact[idx]
                         );
                     }
                 }
@@ -110,6 +140,29 @@ fn gemm_matches_the_reference_for_every_transpose_and_shape() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn tf32_gemm_is_refused_without_tensor_cores() {
+    let gpu = super::gpu();
+    let a = gpu.upload(&[1.0f32; 4]).unwrap();
+    let mut c = gpu.upload(&[0.0f32; 4]).unwrap();
+    let result = gpu.gemm(
+        Math::Tf32,
+        (2, 2, 2),
+        1.0,
+        (&a.as_view(), 2, false),
+        (&a.as_view(), 2, false),
+        0.0,
+        (&mut c.as_view_mut(), 2),
+    );
+    if gpu.tensor_cores() {
+        result.unwrap();
+        assert_eq!(gpu.download(&c.as_view()).unwrap(), [2.0; 4]);
+    } else {
+        let e = result.unwrap_err();
+        assert!(matches!(e, CudaError::Unsupported { .. }), "{e}");
     }
 }
 

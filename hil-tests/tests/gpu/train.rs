@@ -19,15 +19,16 @@ fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Prog
     (t, epochs)
 }
 
+/// Both sides in float32: parity means the same arithmetic (by default the GPU would take TF32
+/// tensor-core products, and a GPU host's CPU with AVX-512 BF16 would take bfloat16 ones;
+/// `tf32_training_matches_float32_quality` checks the GPU's mixed precision).
 fn both(frame: &Frame, spec: &TrainSpec) -> (Trained, Trained) {
-    // GPUs train in float32, so the CPU does here too (the GPU hosts' CPUs may well have
-    // AVX-512 BF16, where the CPU's default is mixed precision).
     let f32_spec = TrainSpec {
         precision: Precision::F32,
         ..spec.clone()
     };
     let (cpu, cpu_epochs) = run(frame, &f32_spec, &Compute::Cpu);
-    let (gpu, gpu_epochs) = run(frame, spec, &Compute::Cuda(super::gpu()));
+    let (gpu, gpu_epochs) = run(frame, &f32_spec, &Compute::Cuda(super::gpu()));
     assert_eq!(cpu.report.backend, "cpu");
     assert!(
         gpu.report.backend.starts_with("cuda:"),
@@ -174,4 +175,60 @@ fn multiclass_and_regression_agree_between_cpu_and_gpu() {
         r2(&gpu)
     );
     assert!(r2(&gpu) > 0.9, "{}", r2(&gpu));
+}
+
+#[test]
+fn tf32_training_matches_float32_quality() {
+    // The GPU's default on tensor-core devices: TF32 products for the hidden layers. Same
+    // model quality as float32 on the same GPU, and the report says which arithmetic ran.
+    let gpu = super::gpu();
+    let frame = synth::fraud(60_000, 3);
+    let spec = |precision| TrainSpec {
+        target: synth::FRAUD_TARGET.into(),
+        model: ModelKind::Mlp {
+            hidden: vec![64, 64],
+        },
+        epochs: 4,
+        batch_size: 256,
+        patience: 0,
+        seed: 7,
+        precision,
+        ..TrainSpec::default()
+    };
+    let (exact, _) = run(&frame, &spec(Precision::F32), &Compute::Cuda(gpu.clone()));
+    assert!(
+        !exact.report.backend.contains("tf32"),
+        "{}",
+        exact.report.backend
+    );
+    if !gpu.tensor_cores() {
+        let e = train_on(
+            &frame,
+            &spec(Precision::Tf32),
+            &Compute::Cuda(gpu),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tensor cores"), "{e}");
+        return;
+    }
+    let (auto, _) = run(&frame, &spec(Precision::Auto), &Compute::Cuda(gpu.clone()));
+    let (tf32, _) = run(&frame, &spec(Precision::Tf32), &Compute::Cuda(gpu));
+    for t in [&auto, &tf32] {
+        assert!(
+            t.report.backend.ends_with("(tf32 products)"),
+            "{}",
+            t.report.backend
+        );
+    }
+    println!(
+        "ROC-AUC float32 {:.5}, tf32 {:.5}; rows/s float32 {:.0}, tf32 {:.0}",
+        auc(&exact),
+        auc(&tf32),
+        exact.report.rows_per_sec,
+        tf32.report.rows_per_sec
+    );
+    assert!((auc(&exact) - auc(&tf32)).abs() < 0.005);
+    // Auto is tf32 here, so the same run bit for bit.
+    assert_eq!(auto.model.network.params, tf32.model.network.params);
 }

@@ -3,6 +3,7 @@
 #include "emu.h"
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -12,6 +13,10 @@ thread_local emu_dim3 blockIdx;
 emu_dim3 blockDim;
 emu_dim3 gridDim;
 thread_local std::barrier<>* emu_block_barrier;
+thread_local unsigned emu_warp;
+thread_local unsigned emu_lane;
+thread_local std::barrier<>* emu_warp_barrier;
+emu_mma_stage emu_mma[32];
 
 static std::mutex launch_lock;
 
@@ -27,6 +32,7 @@ static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool seri
         for (unsigned x = 0; x < gx; ++x) {
             if (serial) {
                 emu_block_barrier = nullptr;
+                emu_warp_barrier = nullptr;
                 for (unsigned ty = 0; ty < by; ++ty) {
                     for (unsigned tx = 0; tx < bx; ++tx) {
                         threadIdx = {tx, ty, 0};
@@ -37,6 +43,12 @@ static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool seri
                 continue;
             }
             std::barrier<> bar(threads);
+            // One barrier per warp of 32 threads (the last may be partial).
+            std::vector<std::unique_ptr<std::barrier<>>> warps;
+            for (unsigned w = 0; w * 32 < threads; ++w) {
+                const unsigned size = threads - w * 32 < 32 ? threads - w * 32 : 32;
+                warps.push_back(std::make_unique<std::barrier<>>(size));
+            }
             std::vector<std::thread> pool;
             pool.reserve(threads);
             for (unsigned ty = 0; ty < by; ++ty) {
@@ -44,10 +56,15 @@ static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool seri
                     pool.emplace_back([&, x, y, tx, ty] {
                         threadIdx = {tx, ty, 0};
                         blockIdx = {x, y, 0};
+                        const unsigned linear = ty * bx + tx;
+                        emu_warp = linear / 32;
+                        emu_lane = linear % 32;
                         emu_block_barrier = &bar;
+                        emu_warp_barrier = warps[emu_warp].get();
                         kernel();
                         // A thread that has returned no longer holds the others at a barrier.
                         bar.arrive_and_drop();
+                        emu_warp_barrier->arrive_and_drop();
                     });
                 }
             }
@@ -60,6 +77,8 @@ extern "C" {
 void gather_rows(int, int, const unsigned*, const unsigned*, unsigned*);
 void gemm_f32(int, int, int, float, const float*, int, int, const float*, int, int, float, float*,
               int);
+void gemm_tf32(int, int, int, float, const float*, int, int, const float*, int, int, float, float*,
+               int);
 void bias_act_forward(int, int, float*, const float*, int);
 void relu_backward(long, float*, const float*);
 void column_sums(int, int, const float*, float*);
@@ -80,6 +99,12 @@ void hearth_emu_gemm_f32(GRID, int m, int n, int k, float alpha, const float* a,
                          int ldc) {
     launch(gx, gy, bx, by, false,
            [=] { gemm_f32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); });
+}
+void hearth_emu_gemm_tf32(GRID, int m, int n, int k, float alpha, const float* a, int lda,
+                          int trans_a, const float* b, int ldb, int trans_b, float beta, float* c,
+                          int ldc) {
+    launch(gx, gy, bx, by, false,
+           [=] { gemm_tf32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); });
 }
 void hearth_emu_bias_act_forward(GRID, int rows, int cols, float* z, const float* bias, int relu) {
     launch(gx, gy, bx, by, true, [=] { bias_act_forward(rows, cols, z, bias, relu); });

@@ -10,6 +10,7 @@
 //!
 //! Every wrapper checks the buffer sizes the kernel will touch before it launches.
 
+use hearth_kernels::Math;
 use hearth_kernels::cuda::launch;
 use hearth_kernels::cuda::{CudaError, LOSS_BLOCKS};
 
@@ -38,6 +39,25 @@ unsafe extern "C" {
         dst: *mut u32,
     );
     fn hearth_emu_gemm_f32(
+        gx: u32,
+        gy: u32,
+        bx: u32,
+        by: u32,
+        m: i32,
+        n: i32,
+        k: i32,
+        alpha: f32,
+        a: *const f32,
+        lda: i32,
+        ta: i32,
+        b: *const f32,
+        ldb: i32,
+        tb: i32,
+        beta: f32,
+        c: *mut f32,
+        ldc: i32,
+    );
+    fn hearth_emu_gemm_tf32(
         gx: u32,
         gy: u32,
         bx: u32,
@@ -192,9 +212,12 @@ pub fn gather_rows(rows: usize, cols: usize, src: &[u32], idx: &[u32], dst: &mut
     }
 }
 
-/// `c = alpha * op(a) * op(b) + beta * c`, row-major (see `kernels/gemm.cu`).
+/// `c = alpha * op(a) * op(b) + beta * c`, row-major, with the products `math` names
+/// (`gemm_f32` or `gemm_tf32` in `kernels/gemm.cu`; the emulation runs `gemm_tf32`'s
+/// tensor-core instruction warp by warp with the PTX fragment layout).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_f32(
+pub fn gemm(
+    math: Math,
     m: usize,
     n: usize,
     k: usize,
@@ -218,10 +241,15 @@ pub fn gemm_f32(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let (gx, gy, bx, by) = grid(&launch::gemm(m, n)?);
-    // SAFETY: every matrix holds what the kernel reads or writes (checked above).
+    let (gx, gy, bx, by) = grid(&launch::gemm(math, m, n)?);
+    let entry = match math {
+        Math::F32 => hearth_emu_gemm_f32,
+        Math::Tf32 => hearth_emu_gemm_tf32,
+    };
+    // SAFETY: every matrix holds what the kernel reads or writes (checked above); both entry
+    // points have the same signature.
     unsafe {
-        hearth_emu_gemm_f32(
+        entry(
             gx,
             gy,
             bx,

@@ -10,7 +10,9 @@ TABLE.csv is `hearth_ml::synth::fraud` as written by the `synth` example; the sp
 (lr 1e-3), batches of 1024 in an order reshuffled every epoch, float32, a fixed number of epochs,
 the output bias starting at the training log-odds (as in hearth-ml). On the CPU the MLP also runs
 with PyTorch's mixed precision (`torch.autocast(bfloat16)`), reported as `mlp_bf16`, the peer of
-hearth-ml's mixed-precision training.
+hearth-ml's mixed-precision training; on a GPU it also runs with TF32 matrix products
+(`torch.backends.cuda.matmul.allow_tf32`), reported as `mlp_tf32`, the peer of hearth-ml's TF32
+tensor-core training. Plain `mlp` is float32 everywhere (PyTorch's default on GPUs too).
 Rows per second count training steps only (the minibatch gather, forward, backward and Adam
 update), as hearth-ml's report does. Prints one JSON object.
 """
@@ -42,13 +44,14 @@ def load(path):
             prep.transform(x[test]), y[test].astype(np.float32))
 
 
-def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu", bf16=False):
+def torch_run(xtr, ytr, xte, yte, hidden, epochs, batch, threads, device="cpu", bf16=False,
+              tf32=False):
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    # Plain float32 products on a GPU too (no TF32), as Hearth's kernels compute.
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # Plain float32 products on a GPU unless TF32 is asked for (PyTorch's default is off).
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     layers, width = [], xtr.shape[1]
     for h in hidden:
@@ -126,14 +129,15 @@ def main():
         import torch
 
         peer = f"PyTorch {torch.__version__}"
-        run = lambda hidden, bf16=False: torch_run(  # noqa: E731
-            xtr, ytr, xte, yte, hidden, args.epochs, args.batch, args.threads, args.device, bf16)
+        run = lambda hidden, bf16=False, tf32=False: torch_run(  # noqa: E731
+            xtr, ytr, xte, yte, hidden, args.epochs, args.batch, args.threads, args.device, bf16,
+            tf32)
     except ImportError:
         import sklearn
 
         peer = f"scikit-learn {sklearn.__version__} (PyTorch not installed)"
-        run = lambda hidden, bf16=False: sklearn_run(  # noqa: E731
-            xtr, ytr, xte, yte, hidden, args.epochs, args.batch) if not bf16 else None
+        run = lambda hidden, bf16=False, tf32=False: sklearn_run(  # noqa: E731
+            xtr, ytr, xte, yte, hidden, args.epochs, args.batch) if not (bf16 or tf32) else None
     result = {
         "peer": peer,
         "python": platform.python_version(),
@@ -143,6 +147,7 @@ def main():
         "train_rows": len(ytr),
         "mlp": run((256, 256)),
         "mlp_bf16": run((256, 256), bf16=True) if args.device == "cpu" else None,
+        "mlp_tf32": run((256, 256), tf32=True) if args.device == "cuda" else None,
         "logreg": run(()),
     }
     print(json.dumps(result))

@@ -10,12 +10,13 @@
 //! trip. The host waits once per epoch, to read the loss partials and the parameters back (for
 //! validation and early stopping, which stay on the CPU, as the best epoch's weights do).
 
+use hearth_kernels::Math;
 use hearth_kernels::cuda::{CudaError, LOSS_BLOCKS};
 use hearth_kernels::device::{Device, Indices};
 use hearth_kernels::reference::adam_step_constants;
 
 use crate::cpu::{Activation, Loss};
-use crate::model::{Layer, Network};
+use crate::model::{Layer, Network, reduced_precision_layer};
 
 /// Adam's constants, as [`crate::cpu::Adam::new`] sets them.
 const BETA1: f32 = 0.9;
@@ -26,6 +27,8 @@ const EPSILON: f32 = 1e-8;
 pub struct CudaTrainer<D: Device> {
     device: D,
     layers: Vec<Layer>,
+    /// Each layer's products: TF32 on the tensor cores for wide layers in mixed precision.
+    math: Vec<Math>,
     loss: Loss,
     inputs: usize,
     batch: usize,
@@ -63,7 +66,10 @@ impl<D: Device> std::fmt::Debug for CudaTrainer<D> {
 impl<D: Device> CudaTrainer<D> {
     /// Uploads `x` (`rows × network.inputs()`, every row the epochs may draw) and `y` (one
     /// target per row: 0/1, a class index or a standardized value) and the network's starting
-    /// parameters; `train_rows` is the most rows an epoch visits.
+    /// parameters; `train_rows` is the most rows an epoch visits. With `tf32`, the products of
+    /// layers of at least 32 outputs (forward, weight gradient, input gradient) run in TF32 on
+    /// the tensor cores; the device must have them ([`Device::tensor_cores`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         device: D,
         network: &Network,
@@ -72,6 +78,7 @@ impl<D: Device> CudaTrainer<D> {
         y: &[f32],
         train_rows: usize,
         learning_rate: f32,
+        tf32: bool,
     ) -> Result<CudaTrainer<D>, CudaError> {
         let inputs = network.inputs();
         let rows = y.len();
@@ -110,8 +117,20 @@ impl<D: Device> CudaTrainer<D> {
             acts.push(device.zeros::<f32>(batch * l.outputs)?);
         }
         let outputs = network.outputs();
+        let math = network
+            .layers
+            .iter()
+            .map(|l| {
+                if tf32 && reduced_precision_layer(l) {
+                    Math::Tf32
+                } else {
+                    Math::F32
+                }
+            })
+            .collect();
         Ok(CudaTrainer {
             layers: network.layers.clone(),
+            math,
             loss: network.loss,
             inputs,
             batch,
@@ -140,6 +159,11 @@ impl<D: Device> CudaTrainer<D> {
 
     pub fn device(&self) -> &D {
         &self.device
+    }
+
+    /// Whether any layer's products run in TF32.
+    pub fn tensor_products(&self) -> bool {
+        self.math.contains(&Math::Tf32)
     }
 
     /// One pass over `order` (row indices into the uploaded table) in minibatches; copies the
@@ -180,10 +204,11 @@ impl<D: Device> CudaTrainer<D> {
             d.gather_rows(rows, 1, labels, &self.order, at, &mut self.batch_labels)?;
         }
         // Forward: acts[i + 1] = act(acts[i] · W + b).
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, (l, &math)) in self.layers.iter().zip(&self.math).enumerate() {
             let (before, after) = self.acts.split_at_mut(i + 1);
             let out = &mut after[0];
-            d.gemm_f32(
+            d.gemm(
+                math,
                 rows,
                 l.outputs,
                 l.inputs,
@@ -237,9 +262,10 @@ impl<D: Device> CudaTrainer<D> {
             Loss::Squared => d.mse(n, out, &self.batch_y, 2.0 * scale, &mut self.delta, partial)?,
         }
         // Backward: dW = inputᵀ · delta, db = Σ delta, d input = delta · Wᵀ through the ReLU.
-        for (i, l) in self.layers.iter().enumerate().rev() {
+        for (i, (l, &math)) in self.layers.iter().zip(&self.math).enumerate().rev() {
             let input = (&self.acts[i], 0..rows * l.inputs);
-            d.gemm_f32(
+            d.gemm(
+                math,
                 l.inputs,
                 l.outputs,
                 rows,
@@ -259,7 +285,8 @@ impl<D: Device> CudaTrainer<D> {
                 (&mut self.grads, bias(l)),
             )?;
             if i > 0 {
-                d.gemm_f32(
+                d.gemm(
+                    math,
                     rows,
                     l.inputs,
                     l.outputs,

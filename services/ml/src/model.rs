@@ -218,11 +218,12 @@ const UPDATE_BLOCK: usize = 2048;
 /// Multiply-adds per step below which a step runs on the calling thread alone.
 const PARALLEL_STEP_WORK: usize = 1 << 18;
 
-/// Whether a layer's products run in bfloat16 in mixed-precision training: layers of at least
-/// 32 outputs, the hidden layers in practice (the bulk of the work; PyTorch's autocast takes
-/// every layer). Thinner ones (a logit, a few classes, narrow hidden layers) stay float32: they
-/// would waste most of the bfloat16 tiles' 32 columns.
-fn bf16_layer(l: &Layer) -> bool {
+/// Whether a layer's products run in reduced precision in mixed-precision training (bfloat16
+/// on the CPU, TF32 on a GPU's tensor cores): layers of at least 32 outputs, the hidden layers
+/// in practice (the bulk of the work; PyTorch's autocast takes every layer). Thinner ones (a
+/// logit, a few classes, narrow hidden layers) stay float32: they would waste most of the
+/// bfloat16 tiles' 32 columns.
+pub(crate) fn reduced_precision_layer(l: &Layer) -> bool {
     l.outputs >= bf16::NR
 }
 
@@ -439,7 +440,7 @@ impl Workspace {
             network
                 .layers
                 .iter()
-                .map(|l| bf16_layer(l).then(PackedLayer::default))
+                .map(|l| reduced_precision_layer(l).then(PackedLayer::default))
                 .collect()
         } else {
             Vec::new()

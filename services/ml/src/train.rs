@@ -90,24 +90,80 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Threads for matrix products; 0 means every core.
     pub threads: usize,
-    /// How the CPU backend multiplies (GPUs train in float32).
+    /// How the training products multiply.
     pub precision: Precision,
     pub prep: PrepConfig,
 }
 
-/// The arithmetic of the CPU backend's training products.
+/// The arithmetic of training's matrix products. The reduced precisions apply to the products
+/// of layers of at least 32 outputs (the hidden layers in practice); parameters, Adam, losses,
+/// activations and every sum stay float32, and serving is always float32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// Mixed precision where the CPU has AVX-512 BF16 ([`crate::bf16`]), float32 elsewhere.
+    /// The fastest at float32's quality: bf16 on CPUs with AVX-512 BF16 ([`crate::bf16`]),
+    /// tf32 on GPUs with tensor cores (compute capability 8.0 and later), float32 elsewhere
+    /// (and on the reference device, which stands in for a GPU in tests).
     #[default]
     Auto,
-    /// Float32 throughout, as GPUs and CPUs without AVX-512 BF16 train.
+    /// Float32 throughout.
     F32,
-    /// Mixed precision: the products of layers of at least 32 outputs (the hidden layers) take
-    /// bfloat16 inputs and sum in float32; parameters, Adam and everything else stay float32.
-    /// Refused on CPUs without AVX-512 BF16 and on GPUs.
+    /// CPU mixed precision: bfloat16 operands, float32 sums. Refused on CPUs without AVX-512
+    /// BF16 and on GPUs.
     Bf16,
+    /// GPU mixed precision: operands rounded to TF32 (10 mantissa bits), products on the tensor
+    /// cores, float32 sums (`gemm_tf32`). Refused on the CPU and on GPUs without TF32 tensor
+    /// cores.
+    Tf32,
+}
+
+/// Which reduced precision the products run in, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduced {
+    None,
+    Bf16,
+    Tf32,
+}
+
+/// What `precision` means on `compute`, or why it cannot run there.
+fn reduced_precision(precision: Precision, compute: &Compute) -> Result<Reduced, TrainError> {
+    let tensor = match compute {
+        Compute::Cuda(gpu) => Some(gpu.tensor_cores()),
+        Compute::Reference => Some(true),
+        Compute::Cpu => None,
+    };
+    Ok(match (precision, compute) {
+        (Precision::F32, _) | (Precision::Auto, Compute::Reference) => Reduced::None,
+        (Precision::Auto, Compute::Cpu) if crate::bf16::available() => Reduced::Bf16,
+        (Precision::Auto, Compute::Cuda(gpu)) if gpu.tensor_cores() => Reduced::Tf32,
+        (Precision::Auto, _) => Reduced::None,
+        (Precision::Bf16, Compute::Cpu) if crate::bf16::available() => Reduced::Bf16,
+        (Precision::Bf16, Compute::Cpu) => {
+            return Err(invalid(
+                "precision bf16 needs a CPU with AVX-512 BF16 and this one has none \
+                 (use auto or f32)",
+            ));
+        }
+        (Precision::Bf16, _) => {
+            return Err(invalid(
+                "precision bf16 is for the CPU backend; on a GPU use tf32, auto or f32",
+            ));
+        }
+        (Precision::Tf32, _) if tensor == Some(true) => Reduced::Tf32,
+        (Precision::Tf32, Compute::Cuda(gpu)) => {
+            let (major, minor) = gpu.compute_capability();
+            return Err(invalid(format!(
+                "precision tf32 needs TF32 tensor cores (compute capability 8.0 or later) and \
+                 {} has {major}.{minor} (use auto or f32)",
+                gpu.name()
+            )));
+        }
+        (Precision::Tf32, _) => {
+            return Err(invalid(
+                "precision tf32 is for GPUs with tensor cores; on the CPU use bf16, auto or f32",
+            ));
+        }
+    })
 }
 
 impl Default for TrainSpec {
@@ -258,6 +314,25 @@ enum Engine {
     Cpu,
     Cuda(Box<CudaTrainer<Gpu>>),
     Reference(Box<CudaTrainer<Reference>>),
+}
+
+impl Engine {
+    /// The reduced precision some layer's products actually ran in (none for a model without
+    /// a layer wide enough, such as logistic regression).
+    fn precision(&self, ws: &Workspace) -> Reduced {
+        let tf32 = match self {
+            Engine::Cpu => false,
+            Engine::Cuda(t) => t.tensor_products(),
+            Engine::Reference(t) => t.tensor_products(),
+        };
+        if ws.mixed_precision() {
+            Reduced::Bf16
+        } else if tf32 {
+            Reduced::Tf32
+        } else {
+            Reduced::None
+        }
+    }
 }
 
 fn device_error(e: hearth_kernels::cuda::CudaError) -> TrainError {
@@ -487,23 +562,9 @@ pub fn train_on(
     // Everything the loop touches is allocated here, once.
     let n_train = split.train.len();
     let batch = spec.batch_size.min(n_train);
-    let bf16 = match (spec.precision, compute) {
-        (Precision::F32, _) | (Precision::Auto, Compute::Cuda(_) | Compute::Reference) => false,
-        (Precision::Auto, Compute::Cpu) => crate::bf16::available(),
-        (Precision::Bf16, Compute::Cpu) if crate::bf16::available() => true,
-        (Precision::Bf16, Compute::Cpu) => {
-            return Err(invalid(
-                "precision bf16 needs a CPU with AVX-512 BF16 and this one has none \
-                 (use auto or f32)",
-            ));
-        }
-        (Precision::Bf16, _) => {
-            return Err(invalid(
-                "precision bf16 is for the CPU backend; GPUs train in float32",
-            ));
-        }
-    };
-    let mut ws = Workspace::with_precision(&network, batch, bf16);
+    let reduced = reduced_precision(spec.precision, compute)?;
+    let tf32 = reduced == Reduced::Tf32;
+    let mut ws = Workspace::with_precision(&network, batch, reduced == Reduced::Bf16);
     let mut adam = Adam::new(network.params.len(), spec.learning_rate);
     let mut order = split.train.clone();
     let mut shuffle = Rng::new(spec.seed ^ SHUFFLE_STREAM);
@@ -525,6 +586,7 @@ pub fn train_on(
                 &y,
                 n_train,
                 spec.learning_rate,
+                tf32,
             )
             .map_err(device_error)?,
         )),
@@ -537,6 +599,7 @@ pub fn train_on(
                 &y,
                 n_train,
                 spec.learning_rate,
+                tf32,
             )
             .map_err(device_error)?,
         )),
@@ -647,10 +710,10 @@ pub fn train_on(
         best_epoch,
         stopped_early,
         best_loss,
-        backend: if ws.mixed_precision() {
-            format!("{} (bf16 products)", compute.describe())
-        } else {
-            compute.describe()
+        backend: match engine.precision(&ws) {
+            Reduced::None => compute.describe(),
+            Reduced::Bf16 => format!("{} (bf16 products)", compute.describe()),
+            Reduced::Tf32 => format!("{} (tf32 products)", compute.describe()),
         },
         threads,
         rows_per_sec: (n_train * epochs_run) as f64 / step_seconds.max(1e-9),

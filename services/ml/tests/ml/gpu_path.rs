@@ -148,3 +148,68 @@ fn multiclass_and_regression_match_the_cpu() {
         both(&frame, &spec);
     }
 }
+
+#[test]
+fn tf32_products_train_on_the_gpu_path_and_are_refused_on_the_cpu() {
+    // The GPU trainer with TF32 products for the hidden layers, on the reference device (whose
+    // gemm_tf32 rounds the operands exactly as the kernel does): the orchestration of the
+    // mixed precision (which layers, which products) trains as well as float32, and the report
+    // says which arithmetic ran. The kernel itself is checked in kernels/emu and hil-tests/gpu.
+    let _heavy = crate::allocating();
+    let frame = synth::fraud(4_000, 5);
+    let spec = |model, precision| TrainSpec {
+        target: synth::FRAUD_TARGET.into(),
+        model,
+        epochs: 3,
+        batch_size: 100,
+        patience: 0,
+        seed: 3,
+        precision,
+        ..TrainSpec::default()
+    };
+    let mlp = || ModelKind::Mlp {
+        hidden: vec![48, 40],
+    };
+    let (exact, _) = run(&frame, &spec(mlp(), Precision::F32), &Compute::Reference);
+    let (tf32, _) = run(&frame, &spec(mlp(), Precision::Tf32), &Compute::Reference);
+    // The reference device's default is float32 (it stands in for the GPU in parity tests).
+    let (auto, _) = run(&frame, &spec(mlp(), Precision::Auto), &Compute::Reference);
+    assert_eq!(
+        tf32.report.backend,
+        format!("{} (tf32 products)", exact.report.backend)
+    );
+    assert_eq!(auto.report.backend, exact.report.backend);
+    assert_eq!(auto.model.network.params, exact.model.network.params);
+    // TF32 changed the arithmetic, not the model's quality.
+    assert_ne!(tf32.model.network.params, exact.model.network.params);
+    let auc = |t: &Trained| match &t.report.metrics {
+        Metrics::Binary(m) => m.roc_auc.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        (auc(&exact) - auc(&tf32)).abs() < 0.005,
+        "float32 {} vs tf32 {}",
+        auc(&exact),
+        auc(&tf32)
+    );
+    // Logistic regression has no layer wide enough: float32, and the report says so.
+    let (logreg, _) = run(
+        &frame,
+        &spec(ModelKind::LogReg, Precision::Tf32),
+        &Compute::Reference,
+    );
+    assert!(
+        !logreg.report.backend.contains("tf32"),
+        "{}",
+        logreg.report.backend
+    );
+    // The CPU has no TF32 (and GPUs no bfloat16: tests/ml/train.rs).
+    let e = train_on(
+        &frame,
+        &spec(mlp(), Precision::Tf32),
+        &Compute::Cpu,
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("tf32 is for GPUs"), "{e}");
+}
