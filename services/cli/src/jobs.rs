@@ -31,6 +31,7 @@ pub enum Precision {
     Auto,
     F32,
     Bf16,
+    Tf32,
 }
 
 impl Model {
@@ -69,8 +70,9 @@ pub struct TrainArgs {
     /// Seed for the split and the initial weights (training is deterministic given it).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The CPU backend's arithmetic: auto (bfloat16 products, float32 sums, where the CPU has
-    /// AVX-512 BF16), f32, or bf16 [default: auto].
+    /// The training products' arithmetic: auto (bfloat16 products on CPUs with AVX-512 BF16,
+    /// TF32 on GPUs with tensor cores; float32 sums), f32, bf16 (CPU) or tf32 (GPU)
+    /// [default: auto].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Submit and print the job's id, without following it.
@@ -196,6 +198,7 @@ fn job_spec(args: &TrainArgs) -> Result<Value, UsageError> {
                     Precision::Auto => "auto",
                     Precision::F32 => "f32",
                     Precision::Bf16 => "bf16",
+                    Precision::Tf32 => "tf32",
                 })
             }),
         ),

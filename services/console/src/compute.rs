@@ -48,6 +48,15 @@ impl Compute {
         }
     }
 
+    /// Whether some GPU here has TF32 tensor cores (compute capability 8.0 or later), so that
+    /// a job may ask for `tf32` products.
+    pub fn tensor_cores(&self) -> bool {
+        self.inventory
+            .devices
+            .iter()
+            .any(|d| d.compute_capability.0 >= 8)
+    }
+
     /// The backends shown on the overview and in `GET /api/v1/status`.
     pub fn shown(&self) -> Vec<Shown> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -87,10 +96,15 @@ impl Compute {
                 Some(h) if !h.is_empty() => format!("{held}; {h}"),
                 _ => held,
             };
+            let arithmetic = if d.compute_capability.0 >= 8 {
+                "mixed precision (TF32 tensor-core products)"
+            } else {
+                "float32"
+            };
             out.push(Shown {
                 kind: "cuda",
                 detail: format!(
-                    "GPU {}: {}, {} MiB, compute capability {}.{}, {} ({held})",
+                    "GPU {}: {}, {} MiB, compute capability {}.{}, {arithmetic}, {} ({held})",
                     d.index,
                     d.name,
                     d.memory_bytes >> 20,

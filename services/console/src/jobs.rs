@@ -56,8 +56,8 @@ pub struct JobSpec {
     pub group: Option<String>,
     #[serde(default)]
     pub seed: Option<u64>,
-    /// The CPU backend's arithmetic: `auto` (mixed precision where the CPU has AVX-512 BF16),
-    /// `f32` or `bf16`.
+    /// The training products' arithmetic: `auto` (bfloat16 on CPUs with AVX-512 BF16, TF32 on
+    /// GPUs with tensor cores), `f32`, `bf16` (CPU) or `tf32` (GPU).
     #[serde(default)]
     pub precision: Option<hearth_ml::train::Precision>,
 }
@@ -193,10 +193,16 @@ pub fn submit(app: &App, actor: &Actor, spec: JobSpec) -> Result<Job, ServiceErr
     if spec.epochs.is_some_and(|e| e == 0 || e > 10_000) {
         return Err(ServiceError::unprocessable("epochs: 1 to 10000"));
     }
-    // Refused now rather than when the job runs. (A job that a GPU takes refuses bf16 then.)
+    // Refused now rather than when the job runs. (A job that a GPU takes refuses bf16 then,
+    // and one that finds every GPU busy and runs on the CPU refuses tf32.)
     if spec.precision == Some(hearth_ml::train::Precision::Bf16) && !hearth_ml::bf16::available() {
         return Err(ServiceError::unprocessable(
             "precision bf16: this appliance's CPU has no AVX-512 BF16 (use auto or f32)",
+        ));
+    }
+    if spec.precision == Some(hearth_ml::train::Precision::Tf32) && !app.compute.tensor_cores() {
+        return Err(ServiceError::unprocessable(
+            "precision tf32: this appliance has no GPU with TF32 tensor cores (use auto or f32)",
         ));
     }
     let version = crate::datasets::resolve_version(app, &spec.dataset, spec.version)?;

@@ -696,12 +696,15 @@ pub async fn jobs(
                 label { "Hidden layers (MLP), e.g. 64,64" input #job-hidden name="hidden" placeholder="64,64"; }
                 label { "Epochs" input #job-epochs name="epochs" type="number" min="1" max="10000" value="20"; }
                 label { "Fairness group column (optional)" input #job-group name="group"; }
-                label { "CPU arithmetic"
+                label { "Arithmetic"
                     select #job-precision name="precision" {
-                        option value="auto" selected { "automatic (mixed precision where the CPU has AVX-512 BF16)" }
+                        option value="auto" selected { "automatic (mixed precision where the CPU or GPU has it)" }
                         option value="f32" { "float32" }
                         @if hearth_ml::bf16::available() {
-                            option value="bf16" { "mixed precision (bfloat16 products)" }
+                            option value="bf16" { "mixed precision on the CPU (bfloat16 products)" }
+                        }
+                        @if app.compute.tensor_cores() {
+                            option value="tf32" { "mixed precision on the GPU (TF32 tensor-core products)" }
                         }
                     }
                 }
@@ -760,8 +763,11 @@ pub async fn create_job(
         "" | "auto" => None,
         "f32" => Some(Precision::F32),
         "bf16" => Some(Precision::Bf16),
+        "tf32" => Some(Precision::Tf32),
         _ => {
-            return error_page(&ServiceError::unprocessable("precision: auto, f32 or bf16"));
+            return error_page(&ServiceError::unprocessable(
+                "precision: auto, f32, bf16 or tf32",
+            ));
         }
     };
     let spec = crate::jobs::JobSpec {

@@ -211,6 +211,20 @@ async fn upload_report_pseudonymize_train_and_cancel() {
         .await
         .unwrap();
     assert!(resp.status().is_client_error(), "{}", resp.status());
+    // TF32 is the GPU's mixed precision: refused at submission where no GPU has tensor cores
+    // (this daemon runs on the CPU backend).
+    let (status, body) = json(
+        client()
+            .post(d.url("/api/v1/jobs"))
+            .bearer_auth(&t)
+            .json(&json!({ "dataset": "customers", "target": "y", "model": "mlp", "precision": "tf32" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("TF32 tensor cores"), "{body}");
 
     // The live event stream of a finished job: the snapshot, then it closes.
     let events = client()
