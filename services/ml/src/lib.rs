@@ -29,6 +29,7 @@ pub mod quality;
 pub mod registry;
 pub mod rng;
 pub mod serve;
+pub mod sgemm;
 pub mod synth;
 pub mod train;
 

@@ -17,6 +17,7 @@ use crate::bf16::{self, PackedA, PackedB};
 use crate::cpu::{self, Activation, Adam, Loss, Op, Pool, f32_of};
 use crate::frame::Frame;
 use crate::prep::{PrepError, Preprocessor, Target, TargetEncoding, Value};
+use crate::sgemm::{self, Isa};
 
 /// The format version written by [`Model::to_json`].
 pub const FORMAT: u32 = 1;
@@ -212,6 +213,39 @@ fn chunk_rows(batch: usize) -> usize {
     batch.div_ceil(4).next_multiple_of(16).min(256)
 }
 
+/// `c (m×n) = op(a) · op(b)` for a training step's chunk, on the calling thread: with the
+/// float32 microkernel ([`sgemm`], no allocation) where the CPU has one, through
+/// `cpu::matmul` for thin products (`k == 1` or `n == 1`, which it runs without `gemm`) and on
+/// other CPUs.
+fn product(
+    isa: Option<Isa>,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    op_a: Op,
+    b: &[f32],
+    op_b: Op,
+    c: &mut [f32],
+) {
+    match isa {
+        Some(isa) if k > 1 && n > 1 => sgemm::matmul(isa, (m, n, k), a, op_a, b, op_b, c, false),
+        _ => cpu::matmul(m, n, k, a, op_a, b, op_b, c, false, 1),
+    }
+}
+
+/// `dst` (`cols × rows`) = `src` (`rows × cols`) transposed, in square blocks that stay in L1.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 32;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// Parameters per task of the update pass (summing the chunks' gradients, Adam).
 const UPDATE_BLOCK: usize = 2048;
 
@@ -252,8 +286,23 @@ pub struct Workspace {
     /// like [`Network::params`] ([`Network::train_step`] does not keep it).
     pub grads: Vec<f32>,
     /// Mixed precision: per layer, its packed weights where its products run in bfloat16
-    /// ([`bf16_layer`]); empty in float32 training.
+    /// ([`reduced_precision_layer`]); empty in float32 training.
     packed: Vec<Option<PackedLayer>>,
+    /// The float32 products' microkernel ([`sgemm`]); `None` on CPUs without AVX2 and FMA,
+    /// where they run through `cpu::matmul`.
+    isa: Option<Isa>,
+    /// With `isa`: per layer after the first whose products are float32, its weights
+    /// transposed (`outputs × inputs`) once per step, the right operand of every chunk's input
+    /// gradient as the microkernel reads it best; empty otherwise.
+    transposed: Vec<Vec<f32>>,
+}
+
+/// What every chunk of a step reads besides the network: the weights packed for bfloat16
+/// products, the float32 microkernel, and the weights transposed for it.
+struct Weights<'a> {
+    packed: &'a [Option<PackedLayer>],
+    isa: Option<Isa>,
+    transposed: &'a [Vec<f32>],
 }
 
 /// One chunk's buffers (`rows` rows at most).
@@ -297,12 +346,12 @@ impl Chunk {
 
     /// Gathers the rows `rows` of `x` (`network.inputs()` wide) and their targets in `y`, runs
     /// them forward and back, and keeps their summed loss and their share of the gradient of the
-    /// batch's mean loss (`scale` is one over the batch's rows). Layers with packed weights in
-    /// `packed` multiply in bfloat16.
+    /// batch's mean loss (`scale` is one over the batch's rows). Layers with packed weights
+    /// multiply in bfloat16, the others in float32.
     fn run(
         &mut self,
         network: &Network,
-        packed: &[Option<PackedLayer>],
+        shared: &Weights<'_>,
         x: &[f32],
         y: &[f32],
         rows: &[usize],
@@ -310,7 +359,8 @@ impl Chunk {
     ) {
         let n = rows.len();
         let w = network.inputs();
-        let packed = |i: usize| packed.get(i).and_then(Option::as_ref);
+        let isa = shared.isa;
+        let packed = |i: usize| shared.packed.get(i).and_then(Option::as_ref);
         for ((dst, t), &r) in self.acts[0]
             .chunks_exact_mut(w.max(1))
             .zip(&mut self.targets)
@@ -328,17 +378,14 @@ impl Chunk {
                 bf16::matmul(&self.pa, &w.forward, out, false);
             } else {
                 let weights = &network.params[l.weights()];
-                cpu::matmul(
-                    n,
-                    l.outputs,
-                    l.inputs,
+                product(
+                    isa,
+                    (n, l.outputs, l.inputs),
                     input,
                     Op::N,
                     weights,
                     Op::N,
                     out,
-                    false,
-                    1,
                 );
             }
             cpu::bias_activation(out, &network.params[l.bias()], l.activation);
@@ -368,17 +415,14 @@ impl Chunk {
                 self.pb.pack(n, l.outputs, delta, Op::N);
                 bf16::matmul(&self.pa, &self.pb, wg, false);
             } else {
-                cpu::matmul(
-                    l.inputs,
-                    l.outputs,
-                    n,
+                product(
+                    isa,
+                    (l.inputs, l.outputs, n),
                     input,
                     Op::T,
                     delta,
                     Op::N,
                     wg,
-                    false,
-                    1,
                 );
             }
             if i > 0 {
@@ -395,18 +439,12 @@ impl Chunk {
                     bf16::matmul(&self.pa, &w.backward, next, false);
                     cpu::activation_backward_sums(next, input, prev.activation, bg);
                 } else {
-                    cpu::matmul(
-                        n,
-                        l.inputs,
-                        l.outputs,
-                        delta,
-                        Op::N,
-                        weights,
-                        Op::T,
-                        next,
-                        false,
-                        1,
-                    );
+                    // Wᵀ as stored once per step where the microkernel runs it.
+                    let (wt, op) = match shared.transposed.get(i) {
+                        Some(t) if !t.is_empty() => (&t[..], Op::N),
+                        _ => (weights, Op::T),
+                    };
+                    product(isa, (n, l.inputs, l.outputs), delta, Op::N, wt, op, next);
                     cpu::activation_backward_sums(next, input, prev.activation, bg);
                 }
                 std::mem::swap(&mut self.delta, &mut self.delta_next);
@@ -445,12 +483,28 @@ impl Workspace {
         } else {
             Vec::new()
         };
+        let isa = Isa::detect();
+        let transposed = network
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let float32 = !(bf16 && reduced_precision_layer(l));
+                if isa.is_some() && i > 0 && float32 && l.outputs > 1 {
+                    vec![0.0; l.inputs * l.outputs]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         Workspace {
             batch,
             chunk_rows,
             chunks,
             grads: vec![0.0; network.params.len()],
             packed,
+            isa,
+            transposed,
         }
     }
 
@@ -510,10 +564,21 @@ impl Network {
                 }
             }
         }
+        // And the float32 layers' weights transposed, for the input gradients.
+        for (l, t) in self.layers.iter().zip(&mut ws.transposed) {
+            if !t.is_empty() {
+                transpose(&self.params[l.weights()], l.inputs, l.outputs, t);
+            }
+        }
         let chunks = &mut ws.chunks[..used];
-        let packed = &ws.packed[..];
-        let run =
-            |(chunk, part): (&mut Chunk, &[usize])| chunk.run(self, packed, x, y, part, scale);
+        let shared = Weights {
+            packed: &ws.packed,
+            isa: ws.isa,
+            transposed: &ws.transposed,
+        };
+        let run = |(chunk, part): (&mut Chunk, &[usize])| {
+            chunk.run(self, &shared, x, y, part, scale);
+        };
         if parallel {
             let parts = rows.par_chunks(ws.chunk_rows);
             chunks.par_iter_mut().zip(parts).for_each(run);
@@ -1016,10 +1081,11 @@ mod tests {
         }
     }
 
-    /// After the first step has sized the buffers, mixed-precision training steps allocate
-    /// nothing (measured on one thread, where the whole step runs on the calling thread). The
-    /// float32 steps allocate only inside `gemm`, which takes its packing buffers from the heap
-    /// on every call (two per product, and a few products per chunk).
+    /// After the first step has sized the buffers, training steps allocate nothing, in mixed
+    /// precision and in float32 (measured on one thread, where the whole step runs on the
+    /// calling thread). Only a CPU without AVX2 and FMA, whose float32 products go through
+    /// `gemm` (which takes its packing buffers from the heap on every call), allocates in a
+    /// step; the test bounds that instead.
     #[test]
     fn training_steps_do_not_allocate() {
         let mut rng = Rng::new(4);
@@ -1039,8 +1105,8 @@ mod tests {
                 net.train_step(&mut ws, &x, &y, rows, &mut adam, 1);
             }
             let made = crate::alloc_count::on_this_thread() - before;
-            if bf16 {
-                assert_eq!(made, 0, "{made} allocations in three mixed-precision steps");
+            if bf16 || ws.isa.is_some() {
+                assert_eq!(made, 0, "{made} allocations in three steps (bf16: {bf16})");
             } else {
                 // 4 chunks × 4 gemm products (the 256→1 layer's are not gemm's) × 2, per step.
                 assert!(made <= 3 * 32, "{made} allocations in three float32 steps");
