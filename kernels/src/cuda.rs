@@ -52,6 +52,11 @@ pub enum CudaError {
     },
     #[error("{kernel}: {what}")]
     Shape { kernel: &'static str, what: String },
+    #[error(
+        "{device}'s tensor cores are not used: gemm_tf32 failed the check it runs when the \
+         device is opened ({problem})"
+    )]
+    TensorCoreCheck { device: String, problem: String },
     #[error("{kernel} needs {needs}, and {device} has compute capability {major}.{minor}")]
     Unsupported {
         kernel: &'static str,
@@ -98,6 +103,9 @@ pub struct Gpu {
     name: String,
     arch: String,
     compute_capability: (i32, i32),
+    /// Whether `gemm_tf32` may run here: compute capability 8.0 or later, and its check at
+    /// [`Gpu::open`] passed (else why not).
+    tensor: Result<(), String>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -177,7 +185,7 @@ impl Gpu {
             modules.push(module);
         }
         let stream = ctx.default_stream();
-        Ok(Gpu {
+        let mut gpu = Gpu {
             ctx,
             stream,
             functions,
@@ -185,7 +193,62 @@ impl Gpu {
             name,
             arch,
             compute_capability,
-        })
+            tensor: Err("compute capability below 8.0".into()),
+        };
+        if compute_capability.0 >= 8 {
+            gpu.tensor = gpu.check_tensor_cores();
+        }
+        Ok(gpu)
+    }
+
+    /// Runs `gemm_tf32` once on a small awkward product (partial tiles, K not a multiple of
+    /// its slices) and compares it with its CPU reference, so that a device, driver or
+    /// compiler on which the tensor-core kernel misbehaves trains in float32 instead of
+    /// producing wrong models. Returns what went wrong.
+    fn check_tensor_cores(&self) -> Result<(), String> {
+        let (m, n, k) = (70, 90, 50);
+        // Fixed values in [-2, 2), with low mantissa bits set (so the TF32 rounding matters).
+        let fill = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| {
+                    let x = (i * 2_654_435_761 + seed) % 1_000_003;
+                    #[allow(clippy::cast_precision_loss)] // below 2^20: exact
+                    let x = x as f32;
+                    x / 250_000.75 - 2.0
+                })
+                .collect()
+        };
+        let (a, b) = (fill(m * k, 1), fill(k * n, 7));
+        let mut want = vec![0.0f32; m * n];
+        crate::reference::gemm_tf32(m, n, k, 1.0, &a, k, false, &b, n, false, 0.0, &mut want, n);
+        let run = || -> Result<Vec<f32>, CudaError> {
+            let (da, db) = (self.upload(&a)?, self.upload(&b)?);
+            let mut dc = self.zeros::<f32>(m * n)?;
+            self.launch_gemm(
+                Math::Tf32,
+                (m, n, k),
+                1.0,
+                (&da.as_view(), k, false),
+                (&db.as_view(), n, false),
+                0.0,
+                (&mut dc.as_view_mut(), n),
+            )?;
+            self.download(&dc.as_view())
+        };
+        let got = run().map_err(|e| e.to_string())?;
+        // Only the summation order differs: far below 0.02 (terms are at most 4 in magnitude, 50
+        // of them); a wrong fragment layout or tile index is off by far more.
+        for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let off = (g - w).abs();
+            if off.is_nan() || off > 0.02 {
+                return Err(format!(
+                    "element ({}, {}) is {g} where its reference is {w}",
+                    idx / n,
+                    idx % n
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn ordinal(&self) -> usize {
@@ -205,10 +268,19 @@ impl Gpu {
         self.compute_capability
     }
 
-    /// Whether this device has tensor cores that take TF32 (compute capability 8.0 or later),
-    /// which [`Math::Tf32`] needs.
+    /// Whether [`Math::Tf32`] runs here: the device has tensor cores that take TF32 (compute
+    /// capability 8.0 or later) and `gemm_tf32` passed its check when the device was opened.
     pub fn tensor_cores(&self) -> bool {
-        self.compute_capability.0 >= 8
+        self.tensor.is_ok()
+    }
+
+    /// Why [`Gpu::tensor_cores`] is false on a device of compute capability 8.0 or later (the
+    /// check's finding), or `None`.
+    pub fn tensor_core_problem(&self) -> Option<&str> {
+        match &self.tensor {
+            Err(problem) if self.compute_capability.0 >= 8 => Some(problem),
+            _ => None,
+        }
     }
 
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -356,16 +428,47 @@ impl Gpu {
         beta: f32,
         (c, ldc): (&mut CudaViewMut<'_, f32>, usize),
     ) -> Result<(), CudaError> {
-        let kernel = math.kernel();
-        if math == Math::Tf32 && !self.tensor_cores() {
-            return Err(CudaError::Unsupported {
-                kernel,
-                needs: "TF32 tensor cores (compute capability 8.0 or later)",
-                device: self.name.clone(),
-                major: self.compute_capability.0,
-                minor: self.compute_capability.1,
-            });
+        if math == Math::Tf32 {
+            if let Some(problem) = self.tensor_core_problem() {
+                return Err(CudaError::TensorCoreCheck {
+                    device: self.name.clone(),
+                    problem: problem.to_owned(),
+                });
+            }
+            if !self.tensor_cores() {
+                return Err(CudaError::Unsupported {
+                    kernel: math.kernel(),
+                    needs: "TF32 tensor cores (compute capability 8.0 or later)",
+                    device: self.name.clone(),
+                    major: self.compute_capability.0,
+                    minor: self.compute_capability.1,
+                });
+            }
         }
+        self.launch_gemm(
+            math,
+            (m, n, k),
+            alpha,
+            (a, lda, trans_a),
+            (b, ldb, trans_b),
+            beta,
+            (c, ldc),
+        )
+    }
+
+    /// [`Gpu::gemm`] without asking whether `math` may run here.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_gemm(
+        &self,
+        math: Math,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        (a, lda, trans_a): (&CudaView<'_, f32>, usize, bool),
+        (b, ldb, trans_b): (&CudaView<'_, f32>, usize, bool),
+        beta: f32,
+        (c, ldc): (&mut CudaViewMut<'_, f32>, usize),
+    ) -> Result<(), CudaError> {
+        let kernel = math.kernel();
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -387,8 +490,9 @@ impl Gpu {
         let cfg = launch::gemm(math, m, n)?;
         // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the same
         // signature); a, b and c hold every element the kernel reads or writes for these
-        // shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 runs only
-        // where the device has the mma instruction it uses (checked above).
+        // shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 is launched
+        // only on devices of compute capability 8.0 or later, which have the mma instruction
+        // it uses (`Gpu::gemm` and `Gpu::load` check).
         unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
         Ok(())
     }

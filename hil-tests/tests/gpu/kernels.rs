@@ -26,8 +26,18 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
 #[test]
 fn gemm_matches_the_reference_for_every_transpose_and_shape() {
     let gpu = super::gpu();
-    // Every GPU the appliance supports past Turing has TF32 tensor cores; on an older one the
-    // TF32 kernel must refuse, which `tf32_gemm_is_refused_without_tensor_cores` checks.
+    // Compute capability 8.0 and later has TF32 tensor cores, and gemm_tf32 must have passed
+    // its start-up check there (else training would quietly fall back to float32); on an
+    // older GPU the TF32 kernel must refuse, which `tf32_gemm_is_refused_without_tensor_cores`
+    // checks.
+    if gpu.compute_capability().0 >= 8 {
+        assert!(
+            gpu.tensor_cores(),
+            "{}: {:?}",
+            gpu.name(),
+            gpu.tensor_core_problem()
+        );
+    }
     let maths: &[Math] = if gpu.tensor_cores() {
         &[Math::F32, Math::Tf32]
     } else {
@@ -162,7 +172,13 @@ fn tf32_gemm_is_refused_without_tensor_cores() {
         assert_eq!(gpu.download(&c.as_view()).unwrap(), [2.0; 4]);
     } else {
         let e = result.unwrap_err();
-        assert!(matches!(e, CudaError::Unsupported { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                CudaError::Unsupported { .. } | CudaError::TensorCoreCheck { .. }
+            ),
+            "{e}"
+        );
     }
 }
 

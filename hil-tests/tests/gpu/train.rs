@@ -195,6 +195,9 @@ fn tf32_training_matches_float32_quality() {
         precision,
         ..TrainSpec::default()
     };
+    if gpu.compute_capability().0 >= 8 {
+        assert!(gpu.tensor_cores(), "{:?}", gpu.tensor_core_problem());
+    }
     let (exact, _) = run(&frame, &spec(Precision::F32), &Compute::Cuda(gpu.clone()));
     assert!(
         !exact.report.backend.contains("tf32"),

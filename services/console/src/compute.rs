@@ -141,6 +141,15 @@ impl Compute {
         };
         match hearth_kernels::cuda::Gpu::open(lease.index()) {
             Ok(gpu) => {
+                if let Some(problem) = gpu.tensor_core_problem() {
+                    tracing::warn!(
+                        component = "jobs",
+                        job = %id,
+                        gpu = lease.index(),
+                        problem,
+                        "tensor-core kernel failed its start-up check; training in float32"
+                    );
+                }
                 let gpu_energy_start = self
                     .inventory
                     .telemetry(lease.index())

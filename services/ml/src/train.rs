@@ -152,11 +152,18 @@ fn reduced_precision(precision: Precision, compute: &Compute) -> Result<Reduced,
         (Precision::Tf32, _) if tensor == Some(true) => Reduced::Tf32,
         (Precision::Tf32, Compute::Cuda(gpu)) => {
             let (major, minor) = gpu.compute_capability();
-            return Err(invalid(format!(
-                "precision tf32 needs TF32 tensor cores (compute capability 8.0 or later) and \
-                 {} has {major}.{minor} (use auto or f32)",
-                gpu.name()
-            )));
+            return Err(invalid(match gpu.tensor_core_problem() {
+                Some(problem) => format!(
+                    "precision tf32: {}'s tensor-core kernel failed its start-up check \
+                     ({problem}); use auto or f32",
+                    gpu.name()
+                ),
+                None => format!(
+                    "precision tf32 needs TF32 tensor cores (compute capability 8.0 or later) \
+                     and {} has {major}.{minor} (use auto or f32)",
+                    gpu.name()
+                ),
+            }));
         }
         (Precision::Tf32, _) => {
             return Err(invalid(
