@@ -106,6 +106,8 @@ pub enum EndpointsCommand {
     },
     /// Put an endpoint back on the version it served before (without dropping requests).
     Rollback { endpoint: String },
+    /// Delete an endpoint: it stops serving at once (its keys stay; revoke them separately).
+    Delete { endpoint: String },
     /// Endpoint API keys for applications.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -214,6 +216,17 @@ pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
                 .await?;
             println!(
                 "endpoint {} serves {}@{}",
+                text(&e, "name"),
+                text(&e, "model"),
+                text(&e, "version")
+            );
+        }
+        EndpointsCommand::Delete { endpoint } => {
+            let e = client
+                .delete(&format!("/api/v1/endpoints/{}", encode(&endpoint)))
+                .await?;
+            println!(
+                "endpoint {} deleted (it served {}@{})",
                 text(&e, "name"),
                 text(&e, "model"),
                 text(&e, "version")

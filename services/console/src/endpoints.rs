@@ -306,6 +306,19 @@ impl Endpoints {
             .insert(name.to_owned(), live);
     }
 
+    /// Stops serving endpoint `name` and forgets it: requests already queued are answered (they
+    /// hold the endpoint), later ones find no endpoint; its worker ends with its queue.
+    fn remove(&self, name: &str) {
+        let removed = self
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(l) = removed {
+            *l.current.write().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
     /// Stops serving every endpoint that serves `name@version` (before it is retired).
     pub fn model_retired(&self, name: &str, version: u32) {
         for l in self
@@ -536,6 +549,26 @@ pub fn rollback(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, Servic
             e.updated_by = actor.name.clone();
             app.store.put(&ENDPOINTS, name, &e)?;
             app.endpoints.set(name, Some(served));
+            Ok(e)
+        },
+    )
+}
+
+/// Deletes endpoint `name`: it stops serving at once (requests already queued are answered)
+/// and its record goes; the audit journal keeps the deletion. Keys scoped to it are left as
+/// they are (revoke them separately): they would call a later endpoint of the same name.
+pub fn delete(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, ServiceError> {
+    let e = app
+        .store
+        .get(&ENDPOINTS, name)?
+        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))?;
+    app.audited(
+        actor,
+        "endpoints.delete",
+        &format!("endpoint:{name} model:{}@{}", e.model, e.version),
+        || {
+            app.store.remove(&ENDPOINTS, name)?;
+            app.endpoints.remove(name);
             Ok(e)
         },
     )
@@ -836,6 +869,17 @@ pub async fn api_rollback(
     Ok(Json(view(&app, e)).into_response())
 }
 
+pub async fn api_delete(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let e = app
+        .blocking(move |app| delete(app, &caller.actor, &name))
+        .await?;
+    Ok(Json(e).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {
@@ -925,6 +969,10 @@ pub async fn page_list(
                                             input type="hidden" name="csrf" value=(token);
                                             button.rollback type="submit" { "Roll back to @" (prev) }
                                         }
+                                    }
+                                    form.inline method="post" action={ "/endpoints/" (v.endpoint.name) "/delete" } {
+                                        input type="hidden" name="csrf" value=(token);
+                                        button.danger.delete-endpoint type="submit" { "Delete" }
                                     }
                                 }
                             }
@@ -1021,6 +1069,20 @@ pub async fn page_rollback(
 ) -> Response {
     match app
         .blocking(move |app| rollback(app, &caller.actor, &name))
+        .await
+    {
+        Ok(_) => axum::response::Redirect::to("/endpoints").into_response(),
+        Err(e) => crate::pages::error_page(&e),
+    }
+}
+
+pub async fn page_delete(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match app
+        .blocking(move |app| delete(app, &caller.actor, &name))
         .await
     {
         Ok(_) => axum::response::Redirect::to("/endpoints").into_response(),

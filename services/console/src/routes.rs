@@ -134,6 +134,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     api("GET", "/api/v1/endpoints", Access::Roles(ALL)),
     api("POST", "/api/v1/endpoints/{name}", Access::Roles(WORK)),
+    api("DELETE", "/api/v1/endpoints/{name}", Access::Roles(WORK)),
     api(
         "POST",
         "/api/v1/endpoints/{name}/rollback",
@@ -186,6 +187,7 @@ pub const ROUTES: &[RouteSpec] = &[
     page("GET", "/endpoints", Access::Roles(ALL)),
     page("POST", "/endpoints", Access::Roles(WORK)),
     page("POST", "/endpoints/{name}/rollback", Access::Roles(WORK)),
+    page("POST", "/endpoints/{name}/delete", Access::Roles(WORK)),
     page("POST", "/endpoint-keys", Access::Roles(WORK)),
     page("POST", "/endpoint-keys/{id}/revoke", Access::Roles(WORK)),
 ];
@@ -287,7 +289,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(models::api_export),
         )
         .route("/api/v1/endpoints", get(endpoints::api_list))
-        .route("/api/v1/endpoints/{name}", post(endpoints::api_deploy))
+        .route(
+            "/api/v1/endpoints/{name}",
+            post(endpoints::api_deploy).delete(endpoints::api_delete),
+        )
         .route(
             "/api/v1/endpoints/{name}/rollback",
             post(endpoints::api_rollback),
@@ -338,6 +343,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(endpoints::page_list).post(endpoints::page_deploy),
         )
         .route("/endpoints/{name}/rollback", post(endpoints::page_rollback))
+        .route("/endpoints/{name}/delete", post(endpoints::page_delete))
         .route("/endpoint-keys", post(endpoints::page_create_key))
         .route(
             "/endpoint-keys/{id}/revoke",

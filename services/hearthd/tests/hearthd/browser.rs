@@ -1,8 +1,8 @@
 //! The console in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! claims the appliance, creates an operator, logs out and in again, and checks what each
-//! role sees; then an admin approves, deploys, switches, rolls back and retires model versions
-//! and issues and revokes an endpoint key from the models and endpoints pages. The console has
-//! no script; WebDriver only types and clicks.
+//! role sees; then an admin approves, deploys, switches, rolls back and retires model versions,
+//! issues and revokes an endpoint key and deletes the endpoint from the models and endpoints
+//! pages. The console has no script; WebDriver only types and clicks.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -472,6 +472,28 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
     let (status, _) = json(predict().await?).await;
     ensure!(status == StatusCode::UNAUTHORIZED, "revoked key: {status}");
 
+    // Delete the endpoint: it leaves the list.
+    element(c, "button.delete-endpoint").await?.click().await?;
+    wait_path(c, "/endpoints").await?;
+    let (status, eps) = json(
+        client()
+            .get(d.url("/api/v1/endpoints"))
+            .bearer_auth(&t)
+            .send()
+            .await?,
+    )
+    .await;
+    ensure!(
+        status == StatusCode::OK && eps == json!([]),
+        "after delete: {status} {eps}"
+    );
+    ensure!(
+        c.find_all(Locator::Css("button.delete-endpoint"))
+            .await?
+            .is_empty(),
+        "the deleted endpoint is still listed"
+    );
+
     // Every click left its record in the audit log.
     let resp = client()
         .get(d.url("/api/v1/audit/export"))
@@ -486,6 +508,7 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
         "keys.create",
         "keys.revoke",
         "models.retire",
+        "endpoints.delete",
     ] {
         ensure!(audit.contains(action), "no {action} in the audit log");
     }

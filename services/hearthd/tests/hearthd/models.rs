@@ -505,6 +505,29 @@ async fn registry_serving_and_residency() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = predict(&d, &key, "churn", &json!({"rows": [row(2)]})).await;
     assert_eq!(status, StatusCode::OK);
+    // Deleting the endpoint stops it at once; the name can be deployed again, and the keys
+    // scoped to it (left as they were) call the new one.
+    let (status, gone) = call(&d, "DELETE", "/api/v1/endpoints/churn", &t, None).await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    assert_eq!(gone["model"], "customers-y");
+    assert_eq!(gone["version"], 2);
+    let (status, out) = predict(&d, &key, "churn", &json!({"rows": [row(2)]})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{out}");
+    let (_, eps) = call(&d, "GET", "/api/v1/endpoints", &t, None).await;
+    assert_eq!(eps, json!([]));
+    let (status, _) = call(&d, "DELETE", "/api/v1/endpoints/churn", &t, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &d,
+        "POST",
+        "/api/v1/endpoints/churn",
+        &t,
+        Some(json!({"model": "customers-y@2"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, out) = predict(&d, &key, "churn", &json!({"rows": [row(2)]})).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
     let (status, _) = call(
         &d,
         "DELETE",
@@ -554,6 +577,7 @@ async fn registry_serving_and_residency() {
         "models.export",
         "endpoints.deploy",
         "endpoints.rollback",
+        "endpoints.delete",
         "keys.create",
         "keys.revoke",
         "datasets.export",
