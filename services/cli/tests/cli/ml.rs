@@ -819,4 +819,19 @@ fn models_are_approved_deployed_served_exported_and_verified_from_the_command_li
     );
     let out = ok(&hearth(&daemon, &token, &["models", "list"]), "list");
     assert!(out.contains("retired"), "{out}");
+
+    // Deleted: gone from the list; deleting it again is an error.
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "delete", "churn"]),
+        "delete",
+    );
+    assert_eq!(out, "endpoint churn deleted (it served churn-y@1)\n");
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "list", "--json"]),
+        "endpoints list",
+    );
+    assert_eq!(out.trim(), "[]");
+    let out = hearth(&daemon, &token, &["endpoints", "delete", "churn"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no endpoint"), "{}", stderr(&out));
 }
