@@ -128,6 +128,10 @@ pub enum KeysCommand {
         /// An endpoint it may call (repeat for more).
         #[arg(long = "endpoint", required = true, value_name = "NAME")]
         endpoints: Vec<String>,
+        /// Most requests per second the application may make (a second's worth may come at
+        /// once; beyond it, 429 with Retry-After) [default: no limit].
+        #[arg(long, value_name = "N")]
+        rate: Option<u32>,
     },
     /// Revoke a key by its id (effective on the next request).
     Revoke { id: String },
@@ -194,10 +198,16 @@ fn keys_table(list: &Value) -> String {
                 } else {
                     "active".to_owned()
                 },
+                k["requests_per_second"]
+                    .as_u64()
+                    .map_or_else(|| "none".to_owned(), |r| format!("{r}/s")),
             ]
         })
         .collect();
-    table(&["ID", "APP", "ENDPOINTS", "CREATED BY", "STATE"], &rows)
+    table(
+        &["ID", "APP", "ENDPOINTS", "CREATED BY", "STATE", "LIMIT"],
+        &rows,
+    )
 }
 
 pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
@@ -236,11 +246,15 @@ pub async fn endpoints(args: EndpointsArgs) -> Result<u8> {
             let list: Value = client.get("/api/v1/endpoint-keys").await?;
             print_value(&list, json, keys_table)?;
         }
-        EndpointsCommand::Keys(KeysCommand::Create { app, endpoints }) => {
+        EndpointsCommand::Keys(KeysCommand::Create {
+            app,
+            endpoints,
+            rate,
+        }) => {
             let k: Value = client
                 .post(
                     "/api/v1/endpoint-keys",
-                    &json!({ "app": app, "endpoints": endpoints }),
+                    &json!({ "app": app, "endpoints": endpoints, "requests_per_second": rate }),
                 )
                 .await?;
             eprintln!(

@@ -117,6 +117,15 @@ impl ServiceError {
     pub fn internal(message: impl Into<String>) -> ServiceError {
         ServiceError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
+    /// 429 with `message` and a `Retry-After` of `wait`, rounded up to whole seconds.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> ServiceError {
+        let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        ServiceError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            retry_after: Some(secs),
+        }
+    }
     pub fn too_many(wait: Duration) -> ServiceError {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         ServiceError {

@@ -80,6 +80,10 @@ pub struct ApiKey {
     pub created_unix_ms: u64,
     pub created_by: String,
     pub revoked_unix_ms: Option<u64>,
+    /// Most requests per second the application may make with it (a second's worth may come
+    /// at once); `None`: no limit.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
 }
 
 impl fmt::Debug for ApiKey {
@@ -101,6 +105,7 @@ pub struct KeyView {
     pub created_unix_ms: u64,
     pub created_by: String,
     pub revoked: bool,
+    pub requests_per_second: Option<u32>,
 }
 
 impl From<&ApiKey> for KeyView {
@@ -112,6 +117,7 @@ impl From<&ApiKey> for KeyView {
             created_unix_ms: k.created_unix_ms,
             created_by: k.created_by.clone(),
             revoked: k.revoked_unix_ms.is_some(),
+            requests_per_second: k.requests_per_second,
         }
     }
 }
@@ -196,6 +202,40 @@ struct Live {
 pub struct Endpoints {
     live: RwLock<HashMap<String, Arc<Live>>>,
     keys: RwLock<HashMap<String, ApiKey>>,
+    /// Per limited key: its token bucket.
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// A key's allowance: up to a second's worth of requests, refilled continuously.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Takes one request from `id`'s bucket (`rate` per second, `rate` at most), or says how long
+/// until one is there.
+fn take(
+    buckets: &Mutex<HashMap<String, Bucket>>,
+    id: &str,
+    rate: u32,
+    now: Instant,
+) -> Result<(), Duration> {
+    let rate = f64::from(rate.max(1));
+    let mut buckets = buckets.lock().unwrap_or_else(PoisonError::into_inner);
+    let b = buckets.entry(id.to_owned()).or_insert(Bucket {
+        tokens: rate,
+        at: now,
+    });
+    let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+    b.tokens = (b.tokens + elapsed * rate).min(rate);
+    b.at = now;
+    if b.tokens >= 1.0 {
+        b.tokens -= 1.0;
+        Ok(())
+    } else {
+        Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+    }
 }
 
 fn now_ms() -> u64 {
@@ -355,6 +395,24 @@ impl Endpoints {
                 "this key (application {:?}) may not call endpoint {endpoint:?}",
                 k.app
             )));
+        }
+        if let Some(rate) = k.requests_per_second
+            && let Err(wait) = take(&self.buckets, &k.id, rate, Instant::now())
+        {
+            if let Some(l) = self.live(endpoint) {
+                record(
+                    &l.stats,
+                    StatusCode::TOO_MANY_REQUESTS.as_u16(),
+                    Duration::ZERO,
+                );
+            }
+            return Err(ServiceError::rate_limited(
+                format!(
+                    "this key (application {:?}) is limited to {rate} requests per second",
+                    k.app
+                ),
+                wait,
+            ));
         }
         Ok(KeyCaller {
             key_id: k.id.clone(),
@@ -589,7 +647,13 @@ pub fn create_key(
     actor: &Actor,
     app_name: &str,
     endpoints: &[String],
+    requests_per_second: Option<u32>,
 ) -> Result<(KeyView, String), ServiceError> {
+    if requests_per_second.is_some_and(|r| r == 0 || r > 1_000_000) {
+        return Err(ServiceError::unprocessable(
+            "requests_per_second: 1 to 1000000 (or none for no limit)",
+        ));
+    }
     if app_name.is_empty() || app_name.len() > 64 || app_name.chars().any(char::is_control) {
         return Err(ServiceError::unprocessable(
             "app: 1 to 64 printable characters",
@@ -613,11 +677,16 @@ pub fn create_key(
         created_unix_ms: now_ms(),
         created_by: actor.name.clone(),
         revoked_unix_ms: None,
+        requests_per_second,
     };
+    let limit = requests_per_second.map_or_else(String::new, |r| format!(" rate:{r}/s"));
     app.audited(
         actor,
         "keys.create",
-        &crate::app::list_object(&format!("key:{id} app:{app_name} endpoints:"), endpoints),
+        &crate::app::list_object(
+            &format!("key:{id} app:{app_name}{limit} endpoints:"),
+            endpoints,
+        ),
         || {
             app.store.put(&KEYS, &id, &key)?;
             app.endpoints
@@ -885,6 +954,8 @@ pub async fn api_delete(
 pub struct KeyBody {
     pub app: String,
     pub endpoints: Vec<String>,
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
 }
 
 pub async fn api_list_keys(State(app): State<Arc<App>>) -> ApiResult {
@@ -897,7 +968,15 @@ pub async fn api_create_key(
     crate::api::Body(body): crate::api::Body<KeyBody>,
 ) -> ApiResult {
     let (view, secret) = app
-        .blocking(move |app| create_key(app, &caller.actor, &body.app, &body.endpoints))
+        .blocking(move |app| {
+            create_key(
+                app,
+                &caller.actor,
+                &body.app,
+                &body.endpoints,
+                body.requests_per_second,
+            )
+        })
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -996,7 +1075,7 @@ pub async fn page_list(
             @if keys.is_empty() { p.meta { "No keys yet." } }
             @else {
                 table.keys {
-                    thead { tr { th { "Key" } th { "Application" } th { "Endpoints" } th { "Created" } th { "State" } th {} } }
+                    thead { tr { th { "Key" } th { "Application" } th { "Endpoints" } th { "Created" } th { "State" } th { "Limit" } th {} } }
                     tbody {
                         @for k in &keys {
                             tr {
@@ -1005,6 +1084,7 @@ pub async fn page_list(
                                 td { (k.endpoints.join(", ")) }
                                 td { (crate::jobs::format_time(k.created_unix_ms / 1000)) " by " (k.created_by) }
                                 td { @if k.revoked { "revoked" } @else { "active" } }
+                                td { @if let Some(r) = k.requests_per_second { (r) " requests/s" } @else { "none" } }
                                 td {
                                     @if !k.revoked {
                                         form.inline method="post" action={ "/endpoint-keys/" (k.id) "/revoke" } {
@@ -1022,6 +1102,7 @@ pub async fn page_list(
                 input type="hidden" name="csrf" value=(token);
                 label { "Application" input #key-app name="app" required maxlength="64"; }
                 label { "Endpoints it may call (comma-separated)" input #key-endpoints name="endpoints" required; }
+                label { "Most requests per second (empty: no limit)" input #key-rate name="rate" type="number" min="1" max="1000000"; }
                 button #create-key type="submit" { "Issue key" }
             }
         }
@@ -1095,6 +1176,8 @@ pub async fn page_delete(
 pub struct KeyForm {
     app: String,
     endpoints: String,
+    #[serde(default)]
+    rate: String,
 }
 
 /// Issues a key and shows its secret, once.
@@ -1111,10 +1194,21 @@ pub async fn page_create_key(
         .filter(|e| !e.is_empty())
         .map(str::to_owned)
         .collect();
+    let rate = match form.rate.trim() {
+        "" => None,
+        r => match r.parse() {
+            Ok(r) => Some(r),
+            Err(_) => {
+                return crate::pages::error_page(&ServiceError::unprocessable(
+                    "requests per second: a whole number, or empty for no limit",
+                ));
+            }
+        },
+    };
     let actor = caller.actor.clone();
     let app_name = form.app.trim().to_owned();
     let (view, secret) = match app
-        .blocking(move |app| create_key(app, &actor, &app_name, &endpoints))
+        .blocking(move |app| create_key(app, &actor, &app_name, &endpoints, rate))
         .await
     {
         Ok(k) => k,
@@ -1186,6 +1280,34 @@ mod tests {
             version,
             inputs,
         })
+    }
+
+    #[test]
+    fn a_key_bucket_allows_a_second_of_requests_then_its_rate() {
+        let buckets = Mutex::new(HashMap::new());
+        let t0 = Instant::now();
+        // A full second's worth at once, then nothing until it refills.
+        for _ in 0..4 {
+            take(&buckets, "k", 4, t0).unwrap();
+        }
+        let wait = take(&buckets, "k", 4, t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
+        // A quarter of a second later, one more; another key has its own bucket.
+        take(&buckets, "k", 4, t0 + Duration::from_millis(250)).unwrap();
+        take(&buckets, "k", 4, t0 + Duration::from_millis(250)).unwrap_err();
+        take(&buckets, "other", 4, t0).unwrap();
+        // A long pause refills to one second's worth, no more.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..4 {
+            take(&buckets, "k", 4, later).unwrap();
+        }
+        take(&buckets, "k", 4, later).unwrap_err();
+        // The wait rounds up to whole seconds in Retry-After.
+        let e = ServiceError::rate_limited("x", Duration::from_millis(10));
+        assert_eq!(
+            (e.status, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, Some(1))
+        );
     }
 
     /// Requests waiting when the worker wakes run as one batch per version, and each gets the

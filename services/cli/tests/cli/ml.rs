@@ -693,6 +693,36 @@ fn models_are_approved_deployed_served_exported_and_verified_from_the_command_li
     );
     assert!(out.contains("cli-tests") && out.contains("active"), "{out}");
     assert!(!out.contains(&key[21..]), "the list shows no secret: {out}");
+    // A rate-limited key for a batch job: the limit shows in the list.
+    ok(
+        &hearth(
+            &daemon,
+            &token,
+            &[
+                "endpoints",
+                "keys",
+                "create",
+                "--app",
+                "nightly",
+                "--endpoint",
+                "churn",
+                "--rate",
+                "50",
+            ],
+        ),
+        "keys create --rate",
+    );
+    let out = ok(
+        &hearth(&daemon, &token, &["endpoints", "keys", "list"]),
+        "keys list",
+    );
+    let nightly = out.lines().find(|l| l.contains("nightly")).unwrap_or("");
+    assert!(nightly.ends_with("50/s"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("cli-tests") && l.ends_with("none")),
+        "{out}"
+    );
 
     // Predict: rows on stdin, the endpoint key from the environment.
     let mut child = Command::new(HEARTH)

@@ -224,6 +224,47 @@ async fn registry_serving_and_residency() {
         "the secret is not listed"
     );
 
+    // A key with a rate limit: a second's worth of requests, then 429 with Retry-After until
+    // its allowance refills; other keys are not affected.
+    let (status, body) = call(
+        &d,
+        "POST",
+        "/api/v1/endpoint-keys",
+        &t,
+        Some(json!({"app": "batch", "endpoints": ["churn"], "requests_per_second": 0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, limited) = call(
+        &d,
+        "POST",
+        "/api/v1/endpoint-keys",
+        &t,
+        Some(json!({"app": "batch", "endpoints": ["churn"], "requests_per_second": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{limited}");
+    assert_eq!(limited["key"]["requests_per_second"], 1);
+    let limited = limited["secret"].as_str().unwrap().to_owned();
+    let (status, out) = predict(&d, &limited, "churn", &json!({"rows": [row(1)]})).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let resp = client()
+        .post(d.url("/v1/endpoints/churn/predict"))
+        .bearer_auth(&limited)
+        .json(&json!({"rows": [row(1)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("limited to 1 requests per second"), "{text}");
+    let (status, _) = predict(&d, &key, "churn", &json!({"rows": [row(1)]})).await;
+    assert_eq!(status, StatusCode::OK, "the unlimited key is not held back");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, out) = predict(&d, &limited, "churn", &json!({"rows": [row(1)]})).await;
+    assert_eq!(status, StatusCode::OK, "refilled: {out}");
+
     // The model in-process, from a signed bundle (admins only).
     let resp = client()
         .post(d.url("/api/v1/models/customers-y/1/export"))
@@ -378,6 +419,7 @@ async fn registry_serving_and_residency() {
         metrics.contains("hearth_endpoint_latency_seconds_bucket{endpoint=\"churn\",le=\"0.001\"}")
     );
     assert!(metrics.contains("hearth_endpoint_requests_total{endpoint=\"churn\",code=\"422\"} 2"));
+    assert!(metrics.contains("hearth_endpoint_requests_total{endpoint=\"churn\",code=\"429\"} 1"));
     let (_, eps) = call(&d, "GET", "/api/v1/endpoints", &t, None).await;
     assert!(eps[0]["requests"].as_u64().unwrap() >= 240, "{eps}");
     assert!(eps[0]["p99_seconds"].as_f64().is_some());
