@@ -36,10 +36,26 @@ fn sum(partials: &[f32]) -> f64 {
 
 #[test]
 fn gemm_for_every_transpose_shape_and_scaling() {
+    for math in [Math::F32, Math::Tf32] {
+        gemm_against_the_reference(math);
+    }
+}
+
+/// One GEMM kernel against its reference, which rounds the operands as the kernel does (TF32
+/// for `gemm_tf32`, whose mma.sync the emulation runs warp by warp in the PTX fragment layout):
+/// only the summation order differs. Shapes cover partial tiles in every dimension, K not a
+/// multiple of any slice, and several blocks each way.
+fn gemm_against_the_reference(math: Math) {
     let mut rng = Rng::new(21);
+    let reference = match math {
+        Math::F32 => r::gemm_f32,
+        Math::Tf32 => r::gemm_tf32,
+    };
     for &(m, n, k) in &[
         (1, 1, 1),
         (3, 5, 7),
+        (16, 8, 8),
+        (37, 70, 21),
         (64, 64, 16),
         (67, 129, 33),
         (130, 70, 100),
@@ -53,75 +69,7 @@ fn gemm_for_every_transpose_shape_and_scaling() {
             let c0 = normal(&mut rng, (m - 1) * ldc + n);
             for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, -1.5)] {
                 let mut want = c0.clone();
-                r::gemm_f32(
-                    m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut want, ldc,
-                );
-                let mut got = c0.clone();
-                emu::gemm(
-                    Math::F32,
-                    m,
-                    n,
-                    k,
-                    alpha,
-                    &a,
-                    lda,
-                    ta,
-                    &b,
-                    ldb,
-                    tb,
-                    beta,
-                    &mut got,
-                    ldc,
-                )
-                .unwrap();
-                // Same products, another summation order: a few ulps of the terms' magnitude.
-                for i in 0..m {
-                    for j in 0..n {
-                        let x = i * ldc + j;
-                        let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want[x].abs()) + 1e-4;
-                        assert!(
-                            (got[x] - want[x]).abs() <= tol,
-                            "gemm {m}x{n}x{k} ta={ta} tb={tb} a={alpha} b={beta} ({i},{j}): {} vs {}",
-                            got[x],
-                            want[x]
-                        );
-                    }
-                    // The padding after each row of C is never written.
-                    if i + 1 < m {
-                        for j in n..ldc {
-                            assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits());
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn tensor_core_gemm_for_every_transpose_shape_and_scaling() {
-    // gemm_tf32 through the emulated mma.sync (the PTX fragment layout, warp by warp) against
-    // the reference, which rounds the same operands to TF32: only the summation order differs.
-    // Shapes cover partial tiles in every dimension, K not a multiple of the 16-wide slice or
-    // the 8-wide mma, and several blocks each way.
-    let mut rng = Rng::new(23);
-    for &(m, n, k) in &[
-        (1, 1, 1),
-        (16, 8, 8),
-        (37, 70, 21),
-        (64, 64, 16),
-        (130, 67, 100),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let (lda, ldb, ldc) = (ac + 1, bc + 2, n + 3);
-            let a = normal(&mut rng, (ar - 1) * lda + ac);
-            let b = normal(&mut rng, (br - 1) * ldb + bc);
-            let c0 = normal(&mut rng, (m - 1) * ldc + n);
-            for (alpha, beta) in [(1.0f32, 0.0f32), (-0.75, 0.5)] {
-                let mut want = c0.clone();
-                r::gemm_tf32(
+                reference(
                     m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut want, ldc,
                 );
                 let mut exact = c0.clone();
@@ -130,20 +78,7 @@ fn tensor_core_gemm_for_every_transpose_shape_and_scaling() {
                 );
                 let mut got = c0.clone();
                 emu::gemm(
-                    Math::Tf32,
-                    m,
-                    n,
-                    k,
-                    alpha,
-                    &a,
-                    lda,
-                    ta,
-                    &b,
-                    ldb,
-                    tb,
-                    beta,
-                    &mut got,
-                    ldc,
+                    math, m, n, k, alpha, &a, lda, ta, &b, ldb, tb, beta, &mut got, ldc,
                 )
                 .unwrap();
                 let mut rounding_seen = false;
@@ -153,21 +88,23 @@ fn tensor_core_gemm_for_every_transpose_shape_and_scaling() {
                         let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want[x].abs()) + 1e-4;
                         assert!(
                             (got[x] - want[x]).abs() <= tol,
-                            "gemm_tf32 {m}x{n}x{k} ta={ta} tb={tb} ({i},{j}): {} vs {}",
+                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} a={alpha} b={beta} \
+                             ({i},{j}): {} vs {}",
                             got[x],
                             want[x]
                         );
                         rounding_seen |= (got[x] - exact[x]).abs() > tol;
                     }
+                    // The padding after each row of C is never written.
                     if i + 1 < m {
                         for j in n..ldc {
                             assert_eq!(got[i * ldc + j].to_bits(), c0[i * ldc + j].to_bits());
                         }
                     }
                 }
-                // TF32 is not float32: past tiny shapes the kernel must differ from float32
+                // TF32 is not float32: past tiny shapes gemm_tf32 must differ from float32
                 // products somewhere (a kernel that skipped the rounding would not).
-                if k >= 16 {
+                if math == Math::Tf32 && k >= 16 {
                     assert!(rounding_seen, "{m}x{n}x{k}: no sign of TF32 rounding");
                 }
             }

@@ -529,15 +529,24 @@ pub fn f32_of(x: f64) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Rng;
 
-    fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
+    pub(crate) fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
         (0..n).map(|_| f32_of(rng.normal())).collect()
     }
 
-    fn naive(m: usize, n: usize, k: usize, a: &[f32], op_a: Op, b: &[f32], op_b: Op) -> Vec<f64> {
+    /// `op(a) · op(b)` (`m × n`) in f64.
+    pub(crate) fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        op_a: Op,
+        b: &[f32],
+        op_b: Op,
+    ) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {

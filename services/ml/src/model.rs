@@ -466,6 +466,12 @@ impl Workspace {
     /// # Panics
     /// If `bf16` is asked for on a CPU without AVX-512 BF16 ([`bf16::available`]).
     pub fn with_precision(network: &Network, batch: usize, bf16: bool) -> Workspace {
+        Workspace::build(network, batch, bf16, Isa::detect())
+    }
+
+    /// [`Workspace::with_precision`] with the float32 products on `isa`'s microkernel (`None`:
+    /// through `cpu::matmul`).
+    fn build(network: &Network, batch: usize, bf16: bool, isa: Option<Isa>) -> Workspace {
         assert!(
             !bf16 || bf16::available(),
             "bfloat16 products need AVX-512 BF16"
@@ -483,7 +489,6 @@ impl Workspace {
         } else {
             Vec::new()
         };
-        let isa = Isa::detect();
         let transposed = network
             .layers
             .iter()
@@ -1078,6 +1083,45 @@ mod tests {
             let norm = |g: &[f32]| g.iter().map(|a| f64::from(a * a)).sum::<f64>().sqrt();
             let cosine = dot / (norm(e) * norm(m));
             assert!(cosine > 0.999, "layer {l:?}: cosine {cosine}");
+        }
+    }
+
+    #[test]
+    fn float32_gradients_agree_between_gemm_and_each_microkernel() {
+        // Odd widths (partial tiles everywhere) and a three-class output (a product of three
+        // columns, not a thin one): gemm and Hearth's kernels sum in other orders, nothing else.
+        let mut rng = Rng::new(23);
+        let net = Network::new(19, &[45, 33], Loss::Softmax { classes: 3 }, &mut rng);
+        let n = 157;
+        let (x, y, rows) = binary_rows(&mut rng, n, 19);
+        let gradient = |isa: Option<Isa>| {
+            let mut ws = Workspace::build(&net, n, false, isa);
+            let loss = net.gradient(&mut ws, &x, &y, &rows, 2);
+            (loss, ws.grads)
+        };
+        let (want_loss, want) = gradient(None);
+        let mut kernels = 0;
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if !isa.available() {
+                continue;
+            }
+            kernels += 1;
+            let (loss, got) = gradient(Some(isa));
+            assert!(
+                (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+                "{isa:?} loss"
+            );
+            let scale = want.iter().fold(0f32, |m, g| m.max(g.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * scale,
+                    "{isa:?} gradient [{i}]: {g} vs {w}"
+                );
+            }
+        }
+        // x86-64 CPUs with AVX2 run at least one of them here.
+        if Isa::detect().is_some() {
+            assert!(kernels > 0);
         }
     }
 

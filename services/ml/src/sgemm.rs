@@ -445,37 +445,10 @@ mod x86 {
 }
 
 #[cfg(test)]
-#[allow(clippy::cast_possible_truncation)] // random test data, f64 to f32
 mod tests {
     use super::*;
     use crate::Rng;
-
-    /// `op(a) · op(b)` in f64.
-    fn naive(
-        (m, n, k): (usize, usize, usize),
-        a: &[f32],
-        op_a: Op,
-        b: &[f32],
-        op_b: Op,
-    ) -> Vec<f64> {
-        let mut c = vec![0.0f64; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for p in 0..k {
-                    let x = match op_a {
-                        Op::N => a[i * k + p],
-                        Op::T => a[p * m + i],
-                    };
-                    let y = match op_b {
-                        Op::N => b[p * n + j],
-                        Op::T => b[j * k + p],
-                    };
-                    c[i * n + j] += f64::from(x) * f64::from(y);
-                }
-            }
-        }
-        c
-    }
+    use crate::cpu::tests::{naive, random};
 
     #[test]
     fn products_match_f64_in_every_layout_shape_and_instruction_set() {
@@ -501,9 +474,8 @@ mod tests {
             ] {
                 for op_a in [Op::N, Op::T] {
                     for op_b in [Op::N, Op::T] {
-                        let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
-                        let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
-                        let want = naive((m, n, k), &a, op_a, &b, op_b);
+                        let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
+                        let want = naive(m, n, k, &a, op_a, &b, op_b);
                         let mut c = vec![f32::NAN; m * n + 3];
                         matmul(isa, (m, n, k), &a, op_a, &b, op_b, &mut c, false);
                         let tol = 1e-5 * (k as f64).sqrt() * 4.0 + 1e-5;
@@ -542,8 +514,7 @@ mod tests {
         };
         let mut rng = Rng::new(42);
         let (m, n, k) = (100, 70, 200);
-        let a: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
-        let b: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
+        let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
         let run = || {
             let mut c = vec![0.0f32; m * n];
             matmul(isa, (m, n, k), &a, Op::T, &b, Op::N, &mut c, false);
