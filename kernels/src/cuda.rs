@@ -206,49 +206,23 @@ impl Gpu {
     /// compiler on which the tensor-core kernel misbehaves trains in float32 instead of
     /// producing wrong models. Returns what went wrong.
     fn check_tensor_cores(&self) -> Result<(), String> {
-        let (m, n, k) = (70, 90, 50);
-        // Fixed values in [-2, 2), with low mantissa bits set (so the TF32 rounding matters).
-        let fill = |len: usize, seed: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| {
-                    let x = (i * 2_654_435_761 + seed) % 1_000_003;
-                    #[allow(clippy::cast_precision_loss)] // below 2^20: exact
-                    let x = x as f32;
-                    x / 250_000.75 - 2.0
-                })
-                .collect()
-        };
-        let (a, b) = (fill(m * k, 1), fill(k * n, 7));
-        let mut want = vec![0.0f32; m * n];
-        crate::reference::gemm_tf32(m, n, k, 1.0, &a, k, false, &b, n, false, 0.0, &mut want, n);
-        let run = || -> Result<Vec<f32>, CudaError> {
-            let (da, db) = (self.upload(&a)?, self.upload(&b)?);
-            let mut dc = self.zeros::<f32>(m * n)?;
-            self.launch_gemm(
-                Math::Tf32,
-                (m, n, k),
-                1.0,
-                (&da.as_view(), k, false),
-                (&db.as_view(), n, false),
-                0.0,
-                (&mut dc.as_view_mut(), n),
-            )?;
-            self.download(&dc.as_view())
-        };
-        let got = run().map_err(|e| e.to_string())?;
-        // Only the summation order differs: far below 0.02 (terms are at most 4 in magnitude, 50
-        // of them); a wrong fragment layout or tile index is off by far more.
-        for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            let off = (g - w).abs();
-            if off.is_nan() || off > 0.02 {
-                return Err(format!(
-                    "element ({}, {}) is {g} where its reference is {w}",
-                    idx / n,
-                    idx % n
-                ));
-            }
-        }
-        Ok(())
+        tensor_core_check(|(m, n, k), a, b| {
+            let run = || -> Result<Vec<f32>, CudaError> {
+                let (da, db) = (self.upload(a)?, self.upload(b)?);
+                let mut dc = self.zeros::<f32>(m * n)?;
+                self.launch_gemm(
+                    Math::Tf32,
+                    (m, n, k),
+                    1.0,
+                    (&da.as_view(), k, false),
+                    (&db.as_view(), n, false),
+                    0.0,
+                    (&mut dc.as_view_mut(), n),
+                )?;
+                self.download(&dc.as_view())
+            };
+            run().map_err(|e| e.to_string())
+        })
     }
 
     pub fn ordinal(&self) -> usize {
@@ -746,6 +720,48 @@ pub fn check_indices(idx: &[u32], rows: usize) -> Result<(), CudaError> {
         }),
         None => Ok(()),
     }
+}
+
+/// The check [`Gpu::open`] runs before it lets `gemm_tf32` be used: `run((m, n, k), a, b)`
+/// must return `a · b` (row-major, `m × k` by `k × n`, leading dimensions `k` and `n`) as
+/// `gemm_tf32` computes it, and it must agree with [`crate::reference::gemm_tf32`] on a small
+/// awkward product (partial tiles, K not a multiple of the kernel's slices). Returns what went
+/// wrong. Public so that the CPU emulation can run the same check on every machine.
+pub fn tensor_core_check(
+    run: impl FnOnce((usize, usize, usize), &[f32], &[f32]) -> Result<Vec<f32>, String>,
+) -> Result<(), String> {
+    let (m, n, k) = (70, 90, 50);
+    // Fixed values in [-2, 2), with low mantissa bits set (so the TF32 rounding matters).
+    let fill = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let x = (i * 2_654_435_761 + seed) % 1_000_003;
+                #[allow(clippy::cast_precision_loss)] // below 2^20: exact
+                let x = x as f32;
+                x / 250_000.75 - 2.0
+            })
+            .collect()
+    };
+    let (a, b) = (fill(m * k, 1), fill(k * n, 7));
+    let mut want = vec![0.0f32; m * n];
+    crate::reference::gemm_tf32(m, n, k, 1.0, &a, k, false, &b, n, false, 0.0, &mut want, n);
+    let got = run((m, n, k), &a, &b)?;
+    if got.len() != want.len() {
+        return Err(format!("{} results for {} outputs", got.len(), want.len()));
+    }
+    // Only the summation order differs: far below 0.02 (terms are at most 4 in magnitude, 50
+    // of them); a wrong fragment layout or tile index is off by far more.
+    for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let off = (g - w).abs();
+        if off.is_nan() || off > 0.02 {
+            return Err(format!(
+                "element ({}, {}) is {g} where its reference is {w}",
+                idx / n,
+                idx % n
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Errors unless `op(a)` (m × k), `op(b)` (k × n) and `c` (m × n), each given as (elements,

@@ -113,6 +113,48 @@ fn gemm_against_the_reference(math: Math) {
 }
 
 #[test]
+fn the_start_up_check_passes_the_tensor_core_kernel_and_catches_a_broken_one() {
+    // What `Gpu::open` runs before it lets gemm_tf32 train, here with the emulated kernel: it
+    // must pass (else every GPU would fall back to float32), and fail a kernel that mixes up
+    // its operands.
+    let emulated = |transpose_b: bool| {
+        move |(m, n, k): (usize, usize, usize), a: &[f32], b: &[f32]| {
+            let mut c = vec![0.0f32; m * n];
+            // Reading B as if stored n × k is what a wrong fragment index would do.
+            let (b, ldb) = if transpose_b {
+                (b[..n * k].to_vec(), k)
+            } else {
+                (b.to_vec(), n)
+            };
+            emu::gemm(
+                Math::Tf32,
+                m,
+                n,
+                k,
+                1.0,
+                a,
+                k,
+                false,
+                &b,
+                ldb,
+                transpose_b,
+                0.0,
+                &mut c,
+                n,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(c)
+        }
+    };
+    hearth_kernels::cuda::tensor_core_check(emulated(false)).unwrap();
+    let e = hearth_kernels::cuda::tensor_core_check(emulated(true)).unwrap_err();
+    assert!(e.contains("where its reference is"), "{e}");
+    let e =
+        hearth_kernels::cuda::tensor_core_check(|_, _, _| Err("launch failed".into())).unwrap_err();
+    assert_eq!(e, "launch failed");
+}
+
+#[test]
 fn gather_bias_activation_relu_backward_and_column_sums() {
     let mut rng = Rng::new(22);
     let (rows, cols) = (300, 33);
