@@ -2,11 +2,13 @@
 //
 // op(A) is M x K (A stored M x K with lda, or K x M when trans_a), op(B) is K x N (B stored
 // K x N with ldb, or N x K when trans_b), C is M x N with ldc. Each 16 x 16 thread block computes
-// a 128 x 128 tile of C, each thread an 8 x 8 register block (rows ty + 16 i, columns tx + 16 j:
-// a warp reads two rows of the A slice, broadcast, and 16 consecutive columns of the B slice,
-// so shared-memory reads are conflict-free). K is walked in 8-wide slices through two shared
-// buffers: while the block multiplies one slice, each thread holds its part of the next in
-// registers, so one barrier per slice suffices and global loads overlap the arithmetic.
+// a 128 x 128 tile of C, each thread an 8 x 8 register block: rows 4 ty + (0..3) and
+// 64 + 4 ty + (0..3), columns 4 tx + (0..3) and 64 + 4 tx + (0..3), so that it reads its A and
+// B values from shared memory as four 16-byte vectors per k (a warp's A reads are two
+// addresses, broadcast; its B reads 64 consecutive floats: conflict-free). K is walked in 8-wide
+// slices through two shared buffers: while the block multiplies one slice, each thread holds its
+// part of the next in registers, so one barrier per slice suffices and global loads overlap the
+// arithmetic.
 // Out-of-range elements load as zero, so any M, N, K and leading dimension works.
 // Launch: grid = (ceil(N / 128), ceil(M / 128)), block = (16, 16).
 
@@ -84,8 +86,9 @@ extern "C" __global__ void gemm_f32(
     float beta,
     float* __restrict__ c, int ldc)
 {
-    __shared__ float as[2][GEMM_K][GEMM_TILE + 4];
-    __shared__ float bs[2][GEMM_K][GEMM_TILE + 4];
+    // Rows of 132 floats (528 bytes): every 4-float group at a multiple of 4 is 16-byte aligned.
+    __shared__ __align__(16) float as[2][GEMM_K][GEMM_TILE + 4];
+    __shared__ __align__(16) float bs[2][GEMM_K][GEMM_TILE + 4];
 
     const int tx = threadIdx.x;
     const int ty = threadIdx.y;
@@ -109,13 +112,14 @@ extern "C" __global__ void gemm_f32(
         const int next = k0 + GEMM_K;
         if (next < k)
             gemm_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, ra, rb);
+#pragma unroll
         for (int kk = 0; kk < GEMM_K; ++kk) {
-            float va[GEMM_R];
-            float vb[GEMM_R];
-            for (int i = 0; i < GEMM_R; ++i)
-                va[i] = as[buf][kk][ty + i * GEMM_T];
-            for (int j = 0; j < GEMM_R; ++j)
-                vb[j] = bs[buf][kk][tx + j * GEMM_T];
+            const float4 a0 = *reinterpret_cast<const float4*>(&as[buf][kk][4 * ty]);
+            const float4 a1 = *reinterpret_cast<const float4*>(&as[buf][kk][64 + 4 * ty]);
+            const float4 b0 = *reinterpret_cast<const float4*>(&bs[buf][kk][4 * tx]);
+            const float4 b1 = *reinterpret_cast<const float4*>(&bs[buf][kk][64 + 4 * tx]);
+            const float va[GEMM_R] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            const float vb[GEMM_R] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
             for (int i = 0; i < GEMM_R; ++i)
                 for (int j = 0; j < GEMM_R; ++j)
                     acc[i][j] += va[i] * vb[j];
@@ -129,11 +133,11 @@ extern "C" __global__ void gemm_f32(
     }
 
     for (int i = 0; i < GEMM_R; ++i) {
-        int r = row0 + ty + i * GEMM_T;
+        int r = row0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
         if (r >= m)
             continue;
         for (int j = 0; j < GEMM_R; ++j) {
-            int cidx = col0 + tx + j * GEMM_T;
+            int cidx = col0 + (j < 4 ? 4 * tx + j : 64 + 4 * tx + j - 4);
             if (cidx >= n)
                 continue;
             float* out = &c[(long)r * ldc + cidx];

@@ -33,6 +33,11 @@ extern thread_local std::barrier<>* emu_warp_barrier;
 #define __device__
 #define __restrict__ __restrict
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+
+struct float4 {
+    float x, y, z, w;
+};
 
 // Null while a barrier-free kernel runs its threads one by one: a __syncthreads() there crashes
 // the test loudly instead of passing for the wrong reason.
