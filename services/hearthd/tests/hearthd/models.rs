@@ -105,6 +105,18 @@ async fn predict(d: &Daemon, key: &str, endpoint: &str, body: &Value) -> (Status
     .await
 }
 
+/// `POST /api/v1/endpoints/{endpoint}` serving `model` (NAME@VERSION).
+async fn deploy(d: &Daemon, token: &str, endpoint: &str, model: &str) -> (StatusCode, Value) {
+    call(
+        d,
+        "POST",
+        &format!("/api/v1/endpoints/{endpoint}"),
+        token,
+        Some(json!({ "model": model })),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_serving_and_residency() {
     let mut d = Daemon::start();
@@ -165,14 +177,7 @@ async fn registry_serving_and_residency() {
     // Only admins approve; only approved versions deploy.
     let (status, _) = call(&d, "POST", "/api/v1/models/customers-y/1/approve", &t, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@1"})),
-    )
-    .await;
+    let (status, body) = deploy(&d, &t, "churn", "customers-y@1").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     for v in [1, 2] {
         let (status, body) = call(
@@ -186,14 +191,7 @@ async fn registry_serving_and_residency() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["stage"], "approved");
     }
-    let (status, ep) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@1"})),
-    )
-    .await;
+    let (status, ep) = deploy(&d, &t, "churn", "customers-y@1").await;
     assert_eq!(status, StatusCode::OK, "{ep}");
     assert_eq!(ep["version"], 1);
 
@@ -371,14 +369,7 @@ async fn registry_serving_and_residency() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let (status, ep) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@2"})),
-    )
-    .await;
+    let (status, ep) = deploy(&d, &t, "churn", "customers-y@2").await;
     assert_eq!(status, StatusCode::OK, "{ep}");
     let mut versions = std::collections::BTreeSet::new();
     for task in tasks {
@@ -509,14 +500,7 @@ async fn registry_serving_and_residency() {
     assert_eq!(status, StatusCode::GONE, "{body}");
     let (status, _) = call(&d, "POST", "/api/v1/models/customers-y/1/export", &a, None).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@1"})),
-    )
-    .await;
+    let (status, _) = deploy(&d, &t, "churn", "customers-y@1").await;
     assert_eq!(status, StatusCode::CONFLICT);
     // The weights' file is gone and its key deleted: nothing on disk carries the blob id.
     let blob = r["blob"].as_str().unwrap().to_owned();
@@ -536,14 +520,7 @@ async fn registry_serving_and_residency() {
         }
     }
     // Version 2 still serves after a deploy; revoking the key stops the application.
-    let (status, _) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@2"})),
-    )
-    .await;
+    let (status, _) = deploy(&d, &t, "churn", "customers-y@2").await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = predict(&d, &key, "churn", &json!({"rows": [row(2)]})).await;
     assert_eq!(status, StatusCode::OK);
@@ -559,14 +536,7 @@ async fn registry_serving_and_residency() {
     assert_eq!(eps, json!([]));
     let (status, _) = call(&d, "DELETE", "/api/v1/endpoints/churn", &t, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = call(
-        &d,
-        "POST",
-        "/api/v1/endpoints/churn",
-        &t,
-        Some(json!({"model": "customers-y@2"})),
-    )
-    .await;
+    let (status, _) = deploy(&d, &t, "churn", "customers-y@2").await;
     assert_eq!(status, StatusCode::OK);
     let (status, out) = predict(&d, &key, "churn", &json!({"rows": [row(2)]})).await;
     assert_eq!(status, StatusCode::OK, "{out}");
