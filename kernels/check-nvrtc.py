@@ -4,7 +4,8 @@
 Usage: check-nvrtc.py LIBNVRTC [ARCH...]
 
 LIBNVRTC is libnvrtc.so from PyPI's nvidia-cuda-nvrtc wheel (`just kernels-check` installs it).
-Each file is compiled for every ARCH (default: compute_80 compute_90) with the options the runtime
+Each file is compiled for every ARCH (default: compute_75 compute_80 compute_90: Turing, without
+TF32 tensor cores, where gemm_tf32 compiles to a trap; Ampere; Hopper) with the options the runtime
 uses. A kernel that does not compile fails with NVRTC's log, which names the file and line;
 warnings are printed too. Exit 0 only when every file compiles for every architecture.
 """
@@ -48,7 +49,7 @@ def main():
     lib = ctypes.CDLL(sys.argv[1])
     major, minor = ctypes.c_int(), ctypes.c_int()
     lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
-    archs = sys.argv[2:] or ["compute_80", "compute_90"]
+    archs = sys.argv[2:] or ["compute_75", "compute_80", "compute_90"]
     files = sorted(pathlib.Path(__file__).resolve().parent.glob("*.cu"))
     if not files:
         print("no kernels/*.cu found")
