@@ -472,8 +472,21 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
     let (status, _) = json(predict().await?).await;
     ensure!(status == StatusCode::UNAUTHORIZED, "revoked key: {status}");
 
-    // Delete the endpoint: it leaves the list.
+    // Delete the endpoint: it leaves the list. (The form posts from /endpoints and lands on
+    // /endpoints again, so wait for the button to go rather than for the path.)
     element(c, "button.delete-endpoint").await?.click().await?;
+    let deadline = Instant::now() + WAIT;
+    while !c
+        .find_all(Locator::Css("button.delete-endpoint"))
+        .await?
+        .is_empty()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the deleted endpoint is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_path(c, "/endpoints").await?;
     let (status, eps) = json(
         client()
@@ -486,12 +499,6 @@ async fn models_flow(c: &Client, d: &Daemon) -> Result<()> {
     ensure!(
         status == StatusCode::OK && eps == json!([]),
         "after delete: {status} {eps}"
-    );
-    ensure!(
-        c.find_all(Locator::Css("button.delete-endpoint"))
-            .await?
-            .is_empty(),
-        "the deleted endpoint is still listed"
     );
 
     // Every click left its record in the audit log.
