@@ -357,36 +357,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// `c = alpha * op(a) * op(b) + beta * c`, row-major, with float32 products; see
-    /// `kernels/gemm.cu`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemm_f32(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: &CudaView<'_, f32>,
-        lda: usize,
-        trans_a: bool,
-        b: &CudaView<'_, f32>,
-        ldb: usize,
-        trans_b: bool,
-        beta: f32,
-        c: &mut CudaViewMut<'_, f32>,
-        ldc: usize,
-    ) -> Result<(), CudaError> {
-        self.gemm(
-            Math::F32,
-            (m, n, k),
-            alpha,
-            (a, lda, trans_a),
-            (b, ldb, trans_b),
-            beta,
-            (c, ldc),
-        )
-    }
-
     /// `c = alpha * op(a) * op(b) + beta * c`, row-major, with the products `math` names
     /// (`gemm_f32` or `gemm_tf32` in `kernels/gemm.cu`); `a` and `b` are (matrix, leading
     /// dimension, transposed), `c` is (matrix, leading dimension). [`Math::Tf32`] on a device
@@ -447,6 +417,7 @@ impl Gpu {
             return Ok(());
         }
         check_gemm(
+            math,
             (m, n, k),
             (a.len(), lda, trans_a),
             (b.len(), ldb, trans_b),
@@ -765,19 +736,20 @@ pub fn tensor_core_check(
 }
 
 /// Errors unless `op(a)` (m × k), `op(b)` (k × n) and `c` (m × n), each given as (elements,
-/// leading dimension[, transposed]), hold every element `gemm_f32` or `gemm_tf32` touches.
+/// leading dimension[, transposed]), hold every element `math`'s kernel touches.
 pub fn check_gemm(
+    math: Math,
     (m, n, k): (usize, usize, usize),
     (a_len, lda, trans_a): (usize, usize, bool),
     (b_len, ldb, trans_b): (usize, usize, bool),
     (c_len, ldc): (usize, usize),
 ) -> Result<(), CudaError> {
-    const K: &str = "gemm_f32";
+    let kernel = math.kernel();
     let (a_rows, a_cols) = if trans_a { (k, m) } else { (m, k) };
     let (b_rows, b_cols) = if trans_b { (n, k) } else { (k, n) };
-    matrix(K, "a", a_len, a_rows, a_cols, lda)?;
-    matrix(K, "b", b_len, b_rows, b_cols, ldb)?;
-    matrix(K, "c", c_len, m, n, ldc)
+    matrix(kernel, "a", a_len, a_rows, a_cols, lda)?;
+    matrix(kernel, "b", b_len, b_rows, b_cols, ldb)?;
+    matrix(kernel, "c", c_len, m, n, ldc)
 }
 
 /// Errors unless a buffer of `len` elements holds the `needed` a kernel touches.

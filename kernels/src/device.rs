@@ -550,6 +550,7 @@ impl Device for Reference {
         region(kernel, b.0.len(), &b.1)?;
         region(kernel, c.0.len(), &c.1)?;
         check_gemm(
+            math,
             (m, n, k),
             (a.1.len(), lda, trans_a),
             (b.1.len(), ldb, trans_b),

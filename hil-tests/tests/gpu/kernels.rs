@@ -189,20 +189,14 @@ fn a_buffer_too_small_is_an_error_before_launch() {
     let b = gpu.upload(&[1.0f32; 6]).unwrap();
     let mut c = gpu.upload(&[0.0f32; 3]).unwrap();
     let e = gpu
-        .gemm_f32(
-            2,
-            2,
-            3,
+        .gemm(
+            Math::F32,
+            (2, 2, 3),
             1.0,
-            &a.as_view(),
-            3,
-            false,
-            &b.as_view(),
-            2,
-            false,
+            (&a.as_view(), 3, false),
+            (&b.as_view(), 2, false),
             0.0,
-            &mut c.as_view_mut(),
-            2,
+            (&mut c.as_view_mut(), 2),
         )
         .unwrap_err();
     assert!(

@@ -233,6 +233,7 @@ pub fn gemm(
     ldc: usize,
 ) -> Result<(), CudaError> {
     hearth_kernels::cuda::check_gemm(
+        math,
         (m, n, k),
         (a.len(), lda, trans_a),
         (b.len(), ldb, trans_b),

@@ -74,9 +74,7 @@ pub fn matmul(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(a.len() >= m * k, "lhs holds {} < {m}×{k}", a.len());
-    assert!(b.len() >= k * n, "rhs holds {} < {k}×{n}", b.len());
-    assert!(c.len() >= m * n, "dst holds {} < {m}×{n}", c.len());
+    check_shapes((m, n, k), a, b, c);
     if m == 0 || n == 0 {
         return;
     }
@@ -126,6 +124,13 @@ pub fn matmul(
             parallelism,
         );
     }
+}
+
+/// Panics unless `a` holds `m·k`, `b` `k·n` and `c` `m·n` elements (a caller's bug when not).
+pub(crate) fn check_shapes((m, n, k): (usize, usize, usize), a: &[f32], b: &[f32], c: &[f32]) {
+    assert!(a.len() >= m * k, "lhs holds {} < {m}×{k}", a.len());
+    assert!(b.len() >= k * n, "rhs holds {} < {k}×{n}", b.len());
+    assert!(c.len() >= m * n, "dst holds {} < {m}×{n}", c.len());
 }
 
 /// `matmul` for `k == 1` (an outer product) or `n == 1` (matrix × vector). With `k == 1` or

@@ -107,9 +107,7 @@ pub fn matmul(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(a.len() >= m * k, "lhs holds {} < {m}×{k}", a.len());
-    assert!(b.len() >= k * n, "rhs holds {} < {k}×{n}", b.len());
-    assert!(c.len() >= m * n, "dst holds {} < {m}×{n}", c.len());
+    crate::cpu::check_shapes((m, n, k), a, b, c);
     assert!(isa.available(), "{isa:?} products on a CPU without {isa:?}");
     if m == 0 || n == 0 {
         return;

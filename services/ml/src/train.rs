@@ -127,11 +127,6 @@ enum Reduced {
 
 /// What `precision` means on `compute`, or why it cannot run there.
 fn reduced_precision(precision: Precision, compute: &Compute) -> Result<Reduced, TrainError> {
-    let tensor = match compute {
-        Compute::Cuda(gpu) => Some(gpu.tensor_cores()),
-        Compute::Reference => Some(true),
-        Compute::Cpu => None,
-    };
     Ok(match (precision, compute) {
         (Precision::F32, _) | (Precision::Auto, Compute::Reference) => Reduced::None,
         (Precision::Auto, Compute::Cpu) if crate::bf16::available() => Reduced::Bf16,
@@ -149,7 +144,8 @@ fn reduced_precision(precision: Precision, compute: &Compute) -> Result<Reduced,
                 "precision bf16 is for the CPU backend; on a GPU use tf32, auto or f32",
             ));
         }
-        (Precision::Tf32, _) if tensor == Some(true) => Reduced::Tf32,
+        (Precision::Tf32, Compute::Reference) => Reduced::Tf32,
+        (Precision::Tf32, Compute::Cuda(gpu)) if gpu.tensor_cores() => Reduced::Tf32,
         (Precision::Tf32, Compute::Cuda(gpu)) => {
             let (major, minor) = gpu.compute_capability();
             return Err(invalid(match gpu.tensor_core_problem() {
