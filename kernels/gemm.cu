@@ -17,68 +17,148 @@
 #define GEMM_T 16
 #define GEMM_R 8
 
+#ifndef HEARTH_EMU
+// x rounded to TF32, kept as a float whose 13 low mantissa bits are zero.
+__device__ __forceinline__ float hearth_tf32(float x)
+{
+#if __CUDA_ARCH__ >= 800
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+#else
+    return x;
+#endif
+}
+#endif
+
+// Whether a matrix may be read as 16-byte vectors: the pointer is 16-byte aligned and the leading
+// dimension a multiple of 4, so every row starts on a 16-byte boundary.
+__device__ __forceinline__ int gemm_vec_ok(const float* p, int ld)
+{
+    return ((unsigned long long)p & 15) == 0 && (ld & 3) == 0;
+}
+
+// 16-byte loads of a slice that lies wholly inside its matrix (the caller checks, with
+// gemm_vec_ok): `rows` rows of op(A), or columns of op(B), from r0, by `ks` values of k from k0.
+// `kcontig`: stored with k contiguous (A untransposed, B transposed); else the rows are
+// contiguous. Thread `tid` of `nt` reads the float4s q = tid + l nt into v[4 l .. 4 l + 3]:
+//   k contiguous: row q % rows, k values 4 (q / rows) + 0..3 (a warp reads 32 rows, so its
+//   shared stores, one k row each, hit 32 distinct banks in both kernels' layouts);
+//   rows contiguous: k value q / (rows / 4), rows 4 (q % (rows / 4)) + 0..3 (a warp reads 512
+//   consecutive bytes).
+__device__ __forceinline__ void gemm_vec_load(
+    const float* __restrict__ p, int ld, int kcontig, int r0, int k0, int rows, int ks, int nt,
+    int tid, float* v)
+{
+    for (int l = 0; l < rows * ks / (4 * nt); ++l) {
+        const int q = tid + l * nt;
+        const long off = kcontig ? (long)(r0 + q % rows) * ld + k0 + 4 * (q / rows)
+                                 : (long)(k0 + q / (rows / 4)) * ld + r0 + 4 * (q % (rows / 4));
+        const float4 x = *reinterpret_cast<const float4*>(p + off);
+        v[4 * l] = x.x;
+        v[4 * l + 1] = x.y;
+        v[4 * l + 2] = x.z;
+        v[4 * l + 3] = x.w;
+    }
+}
+
+// Stores what gemm_vec_load read into the k-major shared slice s[kk * pad + r] (pad a multiple
+// of 4, s 16-byte aligned), rounded to TF32 when `tf32`.
+__device__ __forceinline__ void gemm_vec_store(
+    const float* v, int kcontig, int rows, int ks, int nt, int tid, float* s, int pad, int tf32)
+{
+    for (int l = 0; l < rows * ks / (4 * nt); ++l) {
+        const int q = tid + l * nt;
+        float x[4];
+        for (int e = 0; e < 4; ++e)
+            x[e] = tf32 ? hearth_tf32(v[4 * l + e]) : v[4 * l + e];
+        if (kcontig) {
+            const int r = q % rows, kk = 4 * (q / rows);
+            for (int e = 0; e < 4; ++e)
+                s[(kk + e) * pad + r] = x[e];
+        } else {
+            float4 y;
+            y.x = x[0];
+            y.y = x[1];
+            y.z = x[2];
+            y.w = x[3];
+            *reinterpret_cast<float4*>(&s[(q / (rows / 4)) * pad + 4 * (q % (rows / 4))]) = y;
+        }
+    }
+}
+
 // Thread `tid`'s 4 elements of the A slice (128 rows x 8) and of the B slice (8 x 128), read
-// from global memory into registers.
+// from global memory into registers: as one 16-byte vector per operand where `vec_a` (`vec_b`)
+// says the slice lies inside the matrix and may be (gemm_vec_ok), else element by element.
 __device__ void gemm_load(
     int m, int n, int k, const float* __restrict__ a, int lda, int trans_a,
     const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tid,
-    float* ra, float* rb)
+    int vec_a, int vec_b, float* ra, float* rb)
 {
-    for (int l = 0; l < 4; ++l) {
-        int idx = tid + l * (GEMM_T * GEMM_T);
-        // A: with trans_a, consecutive threads walk consecutive rows of stored A (= columns of
-        // op(A)); without, consecutive k. Either way one of the two is contiguous in memory.
-        int r, kk;
-        if (trans_a) {
-            r = idx % GEMM_TILE;
-            kk = idx / GEMM_TILE;
-        } else {
-            r = idx / GEMM_K;
-            kk = idx % GEMM_K;
+    const int nt = GEMM_T * GEMM_T;
+    if (vec_a) {
+        gemm_vec_load(a, lda, !trans_a, row0, k0, GEMM_TILE, GEMM_K, nt, tid, ra);
+    } else {
+        for (int l = 0; l < 4; ++l) {
+            int idx = tid + l * nt;
+            // With trans_a, consecutive threads walk consecutive rows of stored A (= columns
+            // of op(A)); without, consecutive k. Either way one of the two is contiguous.
+            int r = trans_a ? idx % GEMM_TILE : idx / GEMM_K;
+            int kk = trans_a ? idx / GEMM_TILE : idx % GEMM_K;
+            int gr = row0 + r, gk = k0 + kk;
+            ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
+                                       : 0.0f;
         }
-        int gr = row0 + r;
-        int gk = k0 + kk;
-        float va = 0.0f;
-        if (gr < m && gk < k)
-            va = trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk];
-        ra[l] = va;
-
-        int kb, cc;
-        if (trans_b) {
-            kb = idx % GEMM_K;
-            cc = idx / GEMM_K;
-        } else {
-            kb = idx / GEMM_TILE;
-            cc = idx % GEMM_TILE;
+    }
+    if (vec_b) {
+        gemm_vec_load(b, ldb, trans_b, col0, k0, GEMM_TILE, GEMM_K, nt, tid, rb);
+    } else {
+        for (int l = 0; l < 4; ++l) {
+            int idx = tid + l * nt;
+            int kb = trans_b ? idx % GEMM_K : idx / GEMM_TILE;
+            int cc = trans_b ? idx / GEMM_K : idx % GEMM_TILE;
+            int gkb = k0 + kb, gc = col0 + cc;
+            rb[l] = (gkb < k && gc < n)
+                        ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
+                        : 0.0f;
         }
-        int gkb = k0 + kb;
-        int gc = col0 + cc;
-        float vb = 0.0f;
-        if (gkb < k && gc < n)
-            vb = trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc];
-        rb[l] = vb;
     }
 }
 
-// Stores what gemm_load read into shared buffers `as` (k-major: as[kk][r]) and `bs`.
+// Stores what gemm_load read into shared buffers `as` (k-major: as[kk][r]) and `bs`, in the
+// layout it was read in.
 __device__ void gemm_store(
-    int trans_a, int trans_b, int tid, const float* ra, const float* rb,
+    int trans_a, int trans_b, int tid, int vec_a, int vec_b, const float* ra, const float* rb,
     float (*as)[GEMM_TILE + 4], float (*bs)[GEMM_TILE + 4])
 {
-    for (int l = 0; l < 4; ++l) {
-        int idx = tid + l * (GEMM_T * GEMM_T);
-        if (trans_a)
-            as[idx / GEMM_TILE][idx % GEMM_TILE] = ra[l];
-        else
-            as[idx % GEMM_K][idx / GEMM_K] = ra[l];
-        if (trans_b)
-            bs[idx % GEMM_K][idx / GEMM_K] = rb[l];
-        else
-            bs[idx / GEMM_TILE][idx % GEMM_TILE] = rb[l];
+    const int nt = GEMM_T * GEMM_T;
+    if (vec_a) {
+        gemm_vec_store(ra, !trans_a, GEMM_TILE, GEMM_K, nt, tid, &as[0][0], GEMM_TILE + 4, 0);
+    } else {
+        for (int l = 0; l < 4; ++l) {
+            int idx = tid + l * nt;
+            if (trans_a)
+                as[idx / GEMM_TILE][idx % GEMM_TILE] = ra[l];
+            else
+                as[idx % GEMM_K][idx / GEMM_K] = ra[l];
+        }
+    }
+    if (vec_b) {
+        gemm_vec_store(rb, trans_b, GEMM_TILE, GEMM_K, nt, tid, &bs[0][0], GEMM_TILE + 4, 0);
+    } else {
+        for (int l = 0; l < 4; ++l) {
+            int idx = tid + l * nt;
+            if (trans_b)
+                bs[idx % GEMM_K][idx / GEMM_K] = rb[l];
+            else
+                bs[idx / GEMM_TILE][idx % GEMM_TILE] = rb[l];
+        }
     }
 }
 
-extern "C" __global__ void gemm_f32(
+// At most 128 registers a thread, so that two blocks share a multiprocessor (without the bound
+// the compiler takes about 166 and one block runs alone).
+extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
     int m, int n, int k,
     float alpha,
     const float* __restrict__ a, int lda, int trans_a,
@@ -101,17 +181,26 @@ extern "C" __global__ void gemm_f32(
         for (int j = 0; j < GEMM_R; ++j)
             acc[i][j] = 0.0f;
 
+    // Tiles wholly inside the matrix read 16-byte vectors, slice by slice while K lasts.
+    const int tile_a = row0 + GEMM_TILE <= m && gemm_vec_ok(a, lda);
+    const int tile_b = col0 + GEMM_TILE <= n && gemm_vec_ok(b, ldb);
+    int vec_a = tile_a && GEMM_K <= k;
+    int vec_b = tile_b && GEMM_K <= k;
     float ra[4];
     float rb[4];
-    gemm_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, ra, rb);
-    gemm_store(trans_a, trans_b, tid, ra, rb, as[0], bs[0]);
+    gemm_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, vec_a, vec_b, ra, rb);
+    gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
     __syncthreads();
 
     int buf = 0;
     for (int k0 = 0; k0 < k; k0 += GEMM_K) {
         const int next = k0 + GEMM_K;
+        vec_a = tile_a && next + GEMM_K <= k;
+        vec_b = tile_b && next + GEMM_K <= k;
         if (next < k)
-            gemm_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, ra, rb);
+            gemm_load(
+                m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
+                ra, rb);
 #pragma unroll
         for (int kk = 0; kk < GEMM_K; ++kk) {
             const float4 a0 = *reinterpret_cast<const float4*>(&as[buf][kk][4 * ty]);
@@ -126,7 +215,7 @@ extern "C" __global__ void gemm_f32(
         }
         if (next < k) {
             // The other buffer was last read before the previous barrier: safe to overwrite.
-            gemm_store(trans_a, trans_b, tid, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
+            gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
             buf ^= 1;
         }
         __syncthreads();
@@ -167,18 +256,6 @@ extern "C" __global__ void gemm_f32(
 #define TC_LOADS (TC_TILE * TC_K / TC_THREADS)
 
 #ifndef HEARTH_EMU
-// x rounded to TF32, kept as a float whose 13 low mantissa bits are zero.
-__device__ __forceinline__ float hearth_tf32(float x)
-{
-#if __CUDA_ARCH__ >= 800
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return __uint_as_float(r);
-#else
-    return x;
-#endif
-}
-
 // d += a * b for one warp: a is 16 x 8 (a0: row g, col t; a1: row g + 8, col t; a2, a3: the
 // same rows at col t + 4), b is 8 x 8 (b0: row t, col g; b1: row t + 4, col g), d is 16 x 8
 // (d0, d1: row g, cols 2t, 2t + 1; d2, d3: row g + 8), where g = lane / 4 and t = lane % 4.
@@ -197,46 +274,71 @@ __device__ __forceinline__ void hearth_mma_tf32(float* d, const float* a, const 
 }
 #endif
 
-// Thread `tid`'s TC_LOADS elements of the A slice (64 rows x 16) and of the B slice (16 x 64).
+// Thread `tid`'s TC_LOADS elements of the A slice (64 rows x 16) and of the B slice (16 x 64):
+// as two 16-byte vectors per operand where `vec_a` (`vec_b`) allows, as in gemm_load.
 __device__ void tc_load(
     int m, int n, int k, const float* __restrict__ a, int lda, int trans_a,
     const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tid,
-    float* ra, float* rb)
+    int vec_a, int vec_b, float* ra, float* rb)
 {
-    for (int l = 0; l < TC_LOADS; ++l) {
-        int idx = tid + l * TC_THREADS;
-        int r = trans_a ? idx % TC_TILE : idx / TC_K;
-        int kk = trans_a ? idx / TC_TILE : idx % TC_K;
-        int gr = row0 + r, gk = k0 + kk;
-        ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
-                                   : 0.0f;
-        int kb = trans_b ? idx % TC_K : idx / TC_TILE;
-        int cc = trans_b ? idx / TC_K : idx % TC_TILE;
-        int gkb = k0 + kb, gc = col0 + cc;
-        rb[l] = (gkb < k && gc < n) ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
-                                    : 0.0f;
+    if (vec_a) {
+        gemm_vec_load(a, lda, !trans_a, row0, k0, TC_TILE, TC_K, TC_THREADS, tid, ra);
+    } else {
+        for (int l = 0; l < TC_LOADS; ++l) {
+            int idx = tid + l * TC_THREADS;
+            int r = trans_a ? idx % TC_TILE : idx / TC_K;
+            int kk = trans_a ? idx / TC_TILE : idx % TC_K;
+            int gr = row0 + r, gk = k0 + kk;
+            ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
+                                       : 0.0f;
+        }
+    }
+    if (vec_b) {
+        gemm_vec_load(b, ldb, trans_b, col0, k0, TC_TILE, TC_K, TC_THREADS, tid, rb);
+    } else {
+        for (int l = 0; l < TC_LOADS; ++l) {
+            int idx = tid + l * TC_THREADS;
+            int kb = trans_b ? idx % TC_K : idx / TC_TILE;
+            int cc = trans_b ? idx / TC_K : idx % TC_TILE;
+            int gkb = k0 + kb, gc = col0 + cc;
+            rb[l] = (gkb < k && gc < n)
+                        ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
+                        : 0.0f;
+        }
     }
 }
 
 // Stores what tc_load read, rounded to TF32, k-major: as[kk][r], bs[kk][c].
 __device__ void tc_store(
-    int trans_a, int trans_b, int tid, const float* ra, const float* rb, float (*as)[TC_PAD],
-    float (*bs)[TC_PAD])
+    int trans_a, int trans_b, int tid, int vec_a, int vec_b, const float* ra, const float* rb,
+    float (*as)[TC_PAD], float (*bs)[TC_PAD])
 {
-    for (int l = 0; l < TC_LOADS; ++l) {
-        int idx = tid + l * TC_THREADS;
-        if (trans_a)
-            as[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(ra[l]);
-        else
-            as[idx % TC_K][idx / TC_K] = hearth_tf32(ra[l]);
-        if (trans_b)
-            bs[idx % TC_K][idx / TC_K] = hearth_tf32(rb[l]);
-        else
-            bs[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(rb[l]);
+    if (vec_a) {
+        gemm_vec_store(ra, !trans_a, TC_TILE, TC_K, TC_THREADS, tid, &as[0][0], TC_PAD, 1);
+    } else {
+        for (int l = 0; l < TC_LOADS; ++l) {
+            int idx = tid + l * TC_THREADS;
+            if (trans_a)
+                as[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(ra[l]);
+            else
+                as[idx % TC_K][idx / TC_K] = hearth_tf32(ra[l]);
+        }
+    }
+    if (vec_b) {
+        gemm_vec_store(rb, trans_b, TC_TILE, TC_K, TC_THREADS, tid, &bs[0][0], TC_PAD, 1);
+    } else {
+        for (int l = 0; l < TC_LOADS; ++l) {
+            int idx = tid + l * TC_THREADS;
+            if (trans_b)
+                bs[idx % TC_K][idx / TC_K] = hearth_tf32(rb[l]);
+            else
+                bs[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(rb[l]);
+        }
     }
 }
 
-extern "C" __global__ void gemm_tf32(
+// At most 128 registers a thread (four blocks a multiprocessor; without the bound, about 166).
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
     int m, int n, int k,
     float alpha,
     const float* __restrict__ a, int lda, int trans_a,
@@ -244,8 +346,8 @@ extern "C" __global__ void gemm_tf32(
     float beta,
     float* __restrict__ c, int ldc)
 {
-    __shared__ float as[2][TC_K][TC_PAD];
-    __shared__ float bs[2][TC_K][TC_PAD];
+    __shared__ __align__(16) float as[2][TC_K][TC_PAD];
+    __shared__ __align__(16) float bs[2][TC_K][TC_PAD];
 
     const int tid = threadIdx.x;
     const int lane = tid % 32;
@@ -263,17 +365,25 @@ extern "C" __global__ void gemm_tf32(
             for (int e = 0; e < 4; ++e)
                 acc[i][j][e] = 0.0f;
 
+    const int tile_a = row0 + TC_TILE <= m && gemm_vec_ok(a, lda);
+    const int tile_b = col0 + TC_TILE <= n && gemm_vec_ok(b, ldb);
+    int vec_a = tile_a && TC_K <= k;
+    int vec_b = tile_b && TC_K <= k;
     float ra[TC_LOADS];
     float rb[TC_LOADS];
-    tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, ra, rb);
-    tc_store(trans_a, trans_b, tid, ra, rb, as[0], bs[0]);
+    tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, vec_a, vec_b, ra, rb);
+    tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
     __syncthreads();
 
     int buf = 0;
     for (int k0 = 0; k0 < k; k0 += TC_K) {
         const int next = k0 + TC_K;
+        vec_a = tile_a && next + TC_K <= k;
+        vec_b = tile_b && next + TC_K <= k;
         if (next < k)
-            tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, ra, rb);
+            tc_load(
+                m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
+                ra, rb);
         for (int ks = 0; ks < TC_K; ks += 8) {
             float fa[2][4];
             float fb[4][2];
@@ -294,7 +404,7 @@ extern "C" __global__ void gemm_tf32(
                     hearth_mma_tf32(acc[i][j], fa[i], fb[j]);
         }
         if (next < k) {
-            tc_store(trans_a, trans_b, tid, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
+            tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
             buf ^= 1;
         }
         __syncthreads();

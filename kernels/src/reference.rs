@@ -87,6 +87,28 @@ pub fn gemm_tf32(
     gemm(tf32, (m, n, k), alpha, &op, beta, c, ldc);
 }
 
+/// The layouts a GEMM test should cover: every pair of transposes, each with odd leading
+/// dimensions (they catch stride mistakes, and keep the kernels' global loads element by
+/// element) and with leading dimensions that are multiples of 4 (whole tiles then take the
+/// kernels' 16-byte loads): `(trans_a, trans_b, aligned)`.
+pub fn gemm_test_layouts() -> impl Iterator<Item = (bool, bool, bool)> {
+    [false, true].into_iter().flat_map(|aligned| {
+        [(false, false), (true, false), (false, true), (true, true)]
+            .into_iter()
+            .map(move |(ta, tb)| (ta, tb, aligned))
+    })
+}
+
+/// Leading dimensions for a test's A (`ac` columns stored), B (`bc`) and C (`n`), padded as
+/// [`gemm_test_layouts`] says.
+pub fn gemm_test_strides(aligned: bool, ac: usize, bc: usize, n: usize) -> (usize, usize, usize) {
+    if aligned {
+        (ac.next_multiple_of(4), bc.next_multiple_of(4) + 4, n)
+    } else {
+        (ac + 3, bc + 1, n + 2)
+    }
+}
+
 /// `x` rounded to TF32 (8 exponent bits, 10 mantissa bits) as `cvt.rna.tf32.f32` does: to
 /// nearest, ties away from zero; the 13 low mantissa bits of the result are zero. Infinities
 /// and NaNs pass through; values that round past the largest TF32 become infinite.

@@ -65,11 +65,11 @@ fn gemm_against_the_reference(gpu: &Gpu, math: Math) {
         Math::Tf32 => r::gemm_tf32,
     };
     for &(m, n, k) in &shapes {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb, aligned) in r::gemm_test_layouts() {
             // Padded leading dimensions catch stride mistakes.
             let (ar, ac) = if ta { (k, m) } else { (m, k) };
             let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let (lda, ldb, ldc) = (ac + 3, bc + 1, n + 2);
+            let (lda, ldb, ldc) = r::gemm_test_strides(aligned, ac, bc, n);
             let a = normal(&mut rng, (ar - 1) * lda + ac);
             let b = normal(&mut rng, (br - 1) * ldb + bc);
             let c0 = normal(&mut rng, (m - 1) * ldc + n);
@@ -127,7 +127,7 @@ fn gemm_against_the_reference(gpu: &Gpu, math: Math) {
                         let tol = sum_rel * (k as f32).sqrt().max(1.0) * scale[idx] + 1e-6;
                         assert!(
                             (got[idx] - want[idx]).abs() <= tol,
-                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} alpha={alpha} beta={beta} \
+                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} lda={lda} ldb={ldb} alpha={alpha} beta={beta} \
                              at ({i},{j}): GPU {} vs CPU {} (tolerance {tol})",
                             got[idx],
                             want[idx]

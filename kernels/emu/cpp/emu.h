@@ -34,6 +34,8 @@ extern thread_local std::barrier<>* emu_warp_barrier;
 #define __restrict__ __restrict
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define __forceinline__ inline
 
 struct float4 {
     float x, y, z, w;

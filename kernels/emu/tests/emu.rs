@@ -59,11 +59,12 @@ fn gemm_against_the_reference(math: Math) {
         (64, 64, 16),
         (67, 129, 33),
         (130, 70, 100),
+        (256, 136, 40),
     ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (ta, tb, aligned) in r::gemm_test_layouts() {
             let (ar, ac) = if ta { (k, m) } else { (m, k) };
             let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let (lda, ldb, ldc) = (ac + 3, bc + 1, n + 2);
+            let (lda, ldb, ldc) = r::gemm_test_strides(aligned, ac, bc, n);
             let a = normal(&mut rng, (ar - 1) * lda + ac);
             let b = normal(&mut rng, (br - 1) * ldb + bc);
             let c0 = normal(&mut rng, (m - 1) * ldc + n);
@@ -88,7 +89,7 @@ fn gemm_against_the_reference(math: Math) {
                         let tol = 1e-5 * (k as f32).sqrt() * (1.0 + want[x].abs()) + 1e-4;
                         assert!(
                             (got[x] - want[x]).abs() <= tol,
-                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} a={alpha} b={beta} \
+                            "{math:?} gemm {m}x{n}x{k} ta={ta} tb={tb} lda={lda} ldb={ldb} a={alpha} b={beta} \
                              ({i},{j}): {} vs {}",
                             got[x],
                             want[x]
