@@ -87,6 +87,29 @@ __device__ __forceinline__ void gemm_vec_store(
     }
 }
 
+// Split K: a launch with gridDim.z = parts > 1 gives block z the k values [kbeg, kend), chunks
+// of whole `slice`s (the last one shorter, perhaps empty), and points its C at slab z of a
+// workspace of `parts` slabs of m rows of ldc each, where it writes its partial sums (the
+// launcher passes alpha 1 and beta 0 for it). gemm_reduce then adds the slabs in order and
+// applies the caller's alpha and beta: no atomics, so the result does not depend on which block
+// finishes first. With gridDim.z = 1 the block takes all of K and C stays where it is. Returns
+// the offset of the block's C.
+__device__ __forceinline__ long gemm_split_k(int m, int k, int slice, int ldc, int* kbeg, int* kend)
+{
+    *kbeg = 0;
+    *kend = k;
+    if (gridDim.z <= 1)
+        return 0;
+    {
+        const int per = (k + (int)gridDim.z - 1) / (int)gridDim.z;
+        const int chunk = (per + slice - 1) / slice * slice;
+        const int z = (int)blockIdx.z;
+        *kbeg = z * chunk < k ? z * chunk : k;
+        *kend = *kbeg + chunk < k ? *kbeg + chunk : k;
+        return (long)z * m * ldc;
+    }
+}
+
 // Thread `tid`'s 4 elements of the A slice (128 rows x 8) and of the B slice (8 x 128), read
 // from global memory into registers: as one 16-byte vector per operand where `vec_a` (`vec_b`)
 // says the slice lies inside the matrix and may be (gemm_vec_ok), else element by element.
@@ -181,25 +204,30 @@ extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
         for (int j = 0; j < GEMM_R; ++j)
             acc[i][j] = 0.0f;
 
+    // This block's k values: all of them, or its part when K is split (gemm_split_k).
+    int kbeg, kend;
+    c += gemm_split_k(m, k, GEMM_K, ldc, &kbeg, &kend);
+
     // Tiles wholly inside the matrix read 16-byte vectors, slice by slice while K lasts.
     const int tile_a = row0 + GEMM_TILE <= m && gemm_vec_ok(a, lda);
     const int tile_b = col0 + GEMM_TILE <= n && gemm_vec_ok(b, ldb);
-    int vec_a = tile_a && GEMM_K <= k;
-    int vec_b = tile_b && GEMM_K <= k;
+    int vec_a = tile_a && kbeg + GEMM_K <= kend;
+    int vec_b = tile_b && kbeg + GEMM_K <= kend;
     float ra[4];
     float rb[4];
-    gemm_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, vec_a, vec_b, ra, rb);
+    gemm_load(
+        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, tid, vec_a, vec_b, ra, rb);
     gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
     __syncthreads();
 
     int buf = 0;
-    for (int k0 = 0; k0 < k; k0 += GEMM_K) {
+    for (int k0 = kbeg; k0 < kend; k0 += GEMM_K) {
         const int next = k0 + GEMM_K;
-        vec_a = tile_a && next + GEMM_K <= k;
-        vec_b = tile_b && next + GEMM_K <= k;
-        if (next < k)
+        vec_a = tile_a && next + GEMM_K <= kend;
+        vec_b = tile_b && next + GEMM_K <= kend;
+        if (next < kend)
             gemm_load(
-                m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
+                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
                 ra, rb);
 #pragma unroll
         for (int kk = 0; kk < GEMM_K; ++kk) {
@@ -213,7 +241,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
                 for (int j = 0; j < GEMM_R; ++j)
                     acc[i][j] += va[i] * vb[j];
         }
-        if (next < k) {
+        if (next < kend) {
             // The other buffer was last read before the previous barrier: safe to overwrite.
             gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
             buf ^= 1;
@@ -365,28 +393,33 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
             for (int e = 0; e < 4; ++e)
                 acc[i][j][e] = 0.0f;
 
+    int kbeg, kend;
+    c += gemm_split_k(m, k, TC_K, ldc, &kbeg, &kend);
     const int tile_a = row0 + TC_TILE <= m && gemm_vec_ok(a, lda);
     const int tile_b = col0 + TC_TILE <= n && gemm_vec_ok(b, ldb);
-    int vec_a = tile_a && TC_K <= k;
-    int vec_b = tile_b && TC_K <= k;
+    int vec_a = tile_a && kbeg + TC_K <= kend;
+    int vec_b = tile_b && kbeg + TC_K <= kend;
     float ra[TC_LOADS];
     float rb[TC_LOADS];
-    tc_load(m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, 0, tid, vec_a, vec_b, ra, rb);
+    tc_load(
+        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, tid, vec_a, vec_b, ra, rb);
     tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
     __syncthreads();
 
     int buf = 0;
-    for (int k0 = 0; k0 < k; k0 += TC_K) {
+    for (int k0 = kbeg; k0 < kend; k0 += TC_K) {
         const int next = k0 + TC_K;
-        vec_a = tile_a && next + TC_K <= k;
-        vec_b = tile_b && next + TC_K <= k;
-        if (next < k)
+        vec_a = tile_a && next + TC_K <= kend;
+        vec_b = tile_b && next + TC_K <= kend;
+        if (next < kend)
             tc_load(
-                m, n, k, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
+                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
                 ra, rb);
+#pragma unroll
         for (int ks = 0; ks < TC_K; ks += 8) {
             float fa[2][4];
             float fb[4][2];
+#pragma unroll
             for (int i = 0; i < 2; ++i) {
                 int r = wm + i * 16 + g;
                 fa[i][0] = as[buf][ks + t][r];
@@ -394,24 +427,30 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
                 fa[i][2] = as[buf][ks + t + 4][r];
                 fa[i][3] = as[buf][ks + t + 4][r + 8];
             }
+#pragma unroll
             for (int j = 0; j < 4; ++j) {
                 int cc = wn + j * 8 + g;
                 fb[j][0] = bs[buf][ks + t][cc];
                 fb[j][1] = bs[buf][ks + t + 4][cc];
             }
+#pragma unroll
             for (int i = 0; i < 2; ++i)
+#pragma unroll
                 for (int j = 0; j < 4; ++j)
                     hearth_mma_tf32(acc[i][j], fa[i], fb[j]);
         }
-        if (next < k) {
+        if (next < kend) {
             tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
             buf ^= 1;
         }
         __syncthreads();
     }
 
+#pragma unroll
     for (int i = 0; i < 2; ++i) {
+#pragma unroll
         for (int j = 0; j < 4; ++j) {
+#pragma unroll
             for (int e = 0; e < 4; ++e) {
                 int r = row0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
                 int cidx = col0 + wn + j * 8 + 2 * t + (e & 1);
@@ -422,5 +461,26 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
                 *out = alpha * acc[i][j][e] + prev;
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Split K's second pass: c = alpha * (ws slab 0 + ... + slab parts - 1) + beta * c, where ws holds
+// `parts` slabs of m x n partial sums (row stride n) written by a split gemm_f32 or gemm_tf32.
+// The slabs are added in order, so the sums are the same on every run. beta = 0 leaves c unread.
+// Launch: any grid of 1-D blocks (grid-stride loop over the m x n elements).
+extern "C" __global__ void gemm_reduce(
+    int m, int n, int parts, const float* __restrict__ ws, float alpha, float beta,
+    float* __restrict__ c, int ldc)
+{
+    const long total = (long)m * n;
+    const long stride = (long)gridDim.x * blockDim.x;
+    for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        float sum = 0.0f;
+        for (int z = 0; z < parts; ++z)
+            sum += ws[z * total + i];
+        float* out = &c[(i / n) * ldc + i % n];
+        const float prev = beta == 0.0f ? 0.0f : beta * *out;
+        *out = alpha * sum + prev;
     }
 }

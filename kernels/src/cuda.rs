@@ -106,6 +106,10 @@ pub struct Gpu {
     /// Whether `gemm_tf32` may run here: compute capability 8.0 or later, and its check at
     /// [`Gpu::open`] passed (else why not).
     tensor: Result<(), String>,
+    /// Split-K partial sums (see [`launch::gemm`]): grown to the largest split product so far,
+    /// then reused, so that training steps do not allocate. Held from the split launch until
+    /// `gemm_reduce` is queued; the stream orders the next product's use after it.
+    split_k: Arc<Mutex<Option<CudaSlice<f32>>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -194,6 +198,7 @@ impl Gpu {
             arch,
             compute_capability,
             tensor: Err("compute capability below 8.0".into()),
+            split_k: Arc::default(),
         };
         if compute_capability.0 >= 8 {
             gpu.tensor = gpu.check_tensor_cores();
@@ -426,19 +431,52 @@ impl Gpu {
         let (mi, ni, ki) = (int(kernel, m)?, int(kernel, n)?, int(kernel, k)?);
         let (ldai, ldbi, ldci) = (int(kernel, lda)?, int(kernel, ldb)?, int(kernel, ldc)?);
         let (ta, tb) = (i32::from(trans_a), i32::from(trans_b));
+        let cfg = launch::gemm(math, m, n, k)?;
+        let parts = cfg.grid_dim.2 as usize;
         let f = self.function(kernel)?;
+        if parts == 1 {
+            let mut l = self.stream.launch_builder(f);
+            l.arg(&mi).arg(&ni).arg(&ki).arg(&alpha);
+            l.arg(a).arg(&ldai).arg(&ta);
+            l.arg(b).arg(&ldbi).arg(&tb);
+            l.arg(&beta).arg(c).arg(&ldci);
+            // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the
+            // same signature); a, b and c hold every element the kernel reads or writes for
+            // these shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 is
+            // launched only on devices of compute capability 8.0 or later, which have the mma
+            // instruction it uses (`Gpu::gemm` and `Gpu::load` check).
+            unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
+            return Ok(());
+        }
+        // Split K: partial sums into `parts` slabs of m × n, then gemm_reduce applies alpha
+        // and beta to c.
+        let need = parts * m * n;
+        let mut guard = self.split_k.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(|w| w.len() < need) {
+            *guard = None; // free the old workspace before asking for a larger one
+            *guard = Some(
+                self.stream
+                    .alloc_zeros::<f32>(need)
+                    .map_err(driver("gemm split-K workspace"))?,
+            );
+        }
+        let ws = guard.as_mut().expect("allocated above");
+        let (one, zero, ldw) = (1.0f32, 0.0f32, ni);
         let mut l = self.stream.launch_builder(f);
-        l.arg(&mi).arg(&ni).arg(&ki).arg(&alpha);
+        l.arg(&mi).arg(&ni).arg(&ki).arg(&one);
         l.arg(a).arg(&ldai).arg(&ta);
         l.arg(b).arg(&ldbi).arg(&tb);
-        l.arg(&beta).arg(c).arg(&ldci);
-        let cfg = launch::gemm(math, m, n)?;
-        // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the same
-        // signature); a, b and c hold every element the kernel reads or writes for these
-        // shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 is launched
-        // only on devices of compute capability 8.0 or later, which have the mma instruction
-        // it uses (`Gpu::gemm` and `Gpu::load` check).
+        l.arg(&zero).arg(&mut *ws).arg(&ldw);
+        // SAFETY: as above for a and b; the workspace holds parts slabs of m rows of n (= ldw)
+        // floats, which is what a launch with grid_dim.2 = parts writes (gemm_split_k).
         unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
+        let partsi = int("gemm_reduce", parts)?;
+        let mut r = self.stream.launch_builder(self.function("gemm_reduce")?);
+        r.arg(&mi).arg(&ni).arg(&partsi).arg(&*ws);
+        r.arg(&alpha).arg(&beta).arg(c).arg(&ldci);
+        // SAFETY: types match gemm_reduce(int, int, int, const float*, float, float, float*,
+        // int); ws holds parts * m * n floats, c holds m rows of ldc (check_gemm).
+        unsafe { r.launch(launch::elementwise(m * n)) }.map_err(driver("gemm_reduce launch"))?;
         Ok(())
     }
 
@@ -818,15 +856,37 @@ pub mod launch {
         })
     }
 
+    /// Blocks a GEMM launch aims for before it splits K: enough to fill a large GPU's
+    /// multiprocessors (132 on an H100 or H200) about once.
+    pub const GEMM_BLOCKS: usize = 128;
+    /// The fewest k values a split-K block sums.
+    pub const GEMM_MIN_CHUNK: usize = 64;
+    /// The most parts K is split into.
+    pub const GEMM_MAX_PARTS: usize = 16;
+
     /// `gemm_f32`: one 16 × 16 block per 128 × 128 tile of C; `gemm_tf32`: one block of 128
-    /// threads (4 warps) per 64 × 64 tile.
-    pub fn gemm(math: Math, m: usize, n: usize) -> Result<LaunchConfig, CudaError> {
+    /// threads (4 warps) per 64 × 64 tile. When the tiles are too few to fill the GPU
+    /// ([`GEMM_BLOCKS`]) and K is long, K is split too: `grid_dim.2` parts of at least
+    /// [`GEMM_MIN_CHUNK`] each (at most [`GEMM_MAX_PARTS`]), whose partial sums `gemm_reduce`
+    /// adds (see gemm_split_k in gemm.cu). The weight gradients of an MLP (256 × 256 outputs
+    /// summed over a batch of 1024) are the case this is for.
+    pub fn gemm(math: Math, m: usize, n: usize, k: usize) -> Result<LaunchConfig, CudaError> {
         let (tile, block) = match math {
             Math::F32 => (128, (16, 16, 1)),
             Math::Tf32 => (64, (128, 1, 1)),
         };
+        let (gx, gy) = (blocks(n, tile)?, blocks(m, tile)?);
+        let tiles = gx as usize * gy as usize;
+        let parts = GEMM_BLOCKS
+            .div_ceil(tiles)
+            .min(k / GEMM_MIN_CHUNK)
+            .clamp(1, GEMM_MAX_PARTS);
         Ok(LaunchConfig {
-            grid_dim: (blocks(n, tile)?, blocks(m, tile)?, 1),
+            grid_dim: (
+                gx,
+                gy,
+                u32::try_from(parts).expect("at most GEMM_MAX_PARTS"),
+            ),
             block_dim: block,
             shared_mem_bytes: 0,
         })
@@ -879,6 +939,23 @@ mod tests {
         let e = check_indices(&[0, 5], 5).unwrap_err().to_string();
         assert!(e.contains("index 5 is out of range for 5 rows"), "{e}");
         int("k", 1 << 40).unwrap_err();
+    }
+
+    #[test]
+    fn gemm_splits_k_only_when_the_tiles_are_too_few() {
+        let parts = |math, m, n, k| launch::gemm(math, m, n, k).unwrap().grid_dim.2 as usize;
+        // Large products fill the GPU with tiles alone.
+        assert_eq!(parts(Math::F32, 4096, 4096, 4096), 1);
+        assert_eq!(parts(Math::Tf32, 2048, 2048, 2048), 1);
+        // An MLP's weight gradient: 4 (16) tiles, K = 1024 in chunks of at least 64.
+        assert_eq!(parts(Math::F32, 256, 256, 1024), 16);
+        assert_eq!(parts(Math::Tf32, 256, 256, 1024), 8);
+        // Its forward product: 16 (64) tiles, K = 256.
+        assert_eq!(parts(Math::F32, 1024, 256, 256), 4);
+        assert_eq!(parts(Math::Tf32, 1024, 256, 256), 2);
+        // Short K is never split, and long K at most GEMM_MAX_PARTS ways.
+        assert_eq!(parts(Math::F32, 1024, 256, 30), 1);
+        assert_eq!(parts(Math::F32, 1, 1, 1 << 20), launch::GEMM_MAX_PARTS);
     }
 
     #[test]

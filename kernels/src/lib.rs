@@ -40,7 +40,7 @@ pub const SOURCES: &[KernelSource] = &[
     KernelSource {
         file: "gemm.cu",
         source: include_str!("../gemm.cu"),
-        entry_points: &["gemm_f32", "gemm_tf32"],
+        entry_points: &["gemm_f32", "gemm_tf32", "gemm_reduce"],
     },
     KernelSource {
         file: "activation.cu",
@@ -94,8 +94,17 @@ mod tests {
         for s in SOURCES {
             assert!(!s.source.contains("#include"), "{}: no #include", s.file);
             for name in s.entry_points {
-                let decl = format!("extern \"C\" __global__ void {name}(");
-                assert!(s.source.contains(&decl), "{} lacks {decl}", s.file);
+                // `extern "C" __global__ void [__launch_bounds__(…)] name(` on one line.
+                let decl = s.source.lines().any(|l| {
+                    l.strip_prefix("extern \"C\" __global__ void ")
+                        .map(|rest| rest.rsplit_once(") ").map_or(rest, |(_, f)| f))
+                        .is_some_and(|f| f.starts_with(&format!("{name}(")))
+                });
+                assert!(
+                    decl,
+                    "{} lacks extern \"C\" __global__ void {name}(",
+                    s.file
+                );
                 assert!(
                     reference::ENTRY_POINTS.contains(name),
                     "{name} has no CPU reference"

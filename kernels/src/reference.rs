@@ -8,6 +8,7 @@ pub const ENTRY_POINTS: &[&str] = &[
     "gather_rows",
     "gemm_f32",
     "gemm_tf32",
+    "gemm_reduce",
     "bias_act_forward",
     "relu_backward",
     "column_sums",
@@ -85,6 +86,30 @@ pub fn gemm_tf32(
         trans_b,
     };
     gemm(tf32, (m, n, k), alpha, &op, beta, c, ldc);
+}
+
+/// Split K's second pass: `c = alpha * (slab 0 + … + slab parts - 1) + beta * c`, where `ws`
+/// holds `parts` slabs of m × n partial sums (row stride n), added in slab order. With
+/// `beta == 0` the old `c` is ignored.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_reduce(
+    m: usize,
+    n: usize,
+    parts: usize,
+    ws: &[f32],
+    alpha: f32,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let sum = (0..parts).fold(0.0f32, |s, z| s + ws[z * m * n + i * n + j]);
+            let out = &mut c[i * ldc + j];
+            let prev = if beta == 0.0 { 0.0 } else { beta * *out };
+            *out = alpha * sum + prev;
+        }
+    }
 }
 
 /// The layouts a GEMM test should cover: every pair of transposes, each with odd leading

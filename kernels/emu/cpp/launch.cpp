@@ -22,12 +22,14 @@ static std::mutex launch_lock;
 
 // Kernels with __syncthreads() run each block's threads concurrently; the others (`serial`)
 // run them one after another on this thread, which is much faster and equivalent for them.
+// The grid's third dimension (gz) is the GEMMs' split of K; the other kernels use gz = 1.
 static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool serial,
-                   const std::function<void()>& kernel) {
+                   const std::function<void()>& kernel, unsigned gz = 1) {
     std::lock_guard<std::mutex> guard(launch_lock);
-    gridDim = {gx, gy, 1};
+    gridDim = {gx, gy, gz};
     blockDim = {bx, by, 1};
     const unsigned threads = bx * by;
+    for (unsigned z = 0; z < gz; ++z)
     for (unsigned y = 0; y < gy; ++y) {
         for (unsigned x = 0; x < gx; ++x) {
             if (serial) {
@@ -36,7 +38,7 @@ static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool seri
                 for (unsigned ty = 0; ty < by; ++ty) {
                     for (unsigned tx = 0; tx < bx; ++tx) {
                         threadIdx = {tx, ty, 0};
-                        blockIdx = {x, y, 0};
+                        blockIdx = {x, y, z};
                         kernel();
                     }
                 }
@@ -53,9 +55,9 @@ static void launch(unsigned gx, unsigned gy, unsigned bx, unsigned by, bool seri
             pool.reserve(threads);
             for (unsigned ty = 0; ty < by; ++ty) {
                 for (unsigned tx = 0; tx < bx; ++tx) {
-                    pool.emplace_back([&, x, y, tx, ty] {
+                    pool.emplace_back([&, x, y, z, tx, ty] {
                         threadIdx = {tx, ty, 0};
-                        blockIdx = {x, y, 0};
+                        blockIdx = {x, y, z};
                         const unsigned linear = ty * bx + tx;
                         emu_warp = linear / 32;
                         emu_lane = linear % 32;
@@ -79,6 +81,7 @@ void gemm_f32(int, int, int, float, const float*, int, int, const float*, int, i
               int);
 void gemm_tf32(int, int, int, float, const float*, int, int, const float*, int, int, float, float*,
                int);
+void gemm_reduce(int, int, int, const float*, float, float, float*, int);
 void bias_act_forward(int, int, float*, const float*, int);
 void relu_backward(long, float*, const float*);
 void column_sums(int, int, const float*, float*);
@@ -94,17 +97,23 @@ void hearth_emu_gather_rows(GRID, int rows, int cols, const unsigned* src, const
                             unsigned* dst) {
     launch(gx, gy, bx, by, true, [=] { gather_rows(rows, cols, src, idx, dst); });
 }
-void hearth_emu_gemm_f32(GRID, int m, int n, int k, float alpha, const float* a, int lda,
-                         int trans_a, const float* b, int ldb, int trans_b, float beta, float* c,
-                         int ldc) {
-    launch(gx, gy, bx, by, false,
-           [=] { gemm_f32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); });
+void hearth_emu_gemm_f32(GRID, unsigned gz, int m, int n, int k, float alpha, const float* a,
+                         int lda, int trans_a, const float* b, int ldb, int trans_b, float beta,
+                         float* c, int ldc) {
+    launch(
+        gx, gy, bx, by, false,
+        [=] { gemm_f32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); }, gz);
 }
-void hearth_emu_gemm_tf32(GRID, int m, int n, int k, float alpha, const float* a, int lda,
-                          int trans_a, const float* b, int ldb, int trans_b, float beta, float* c,
-                          int ldc) {
-    launch(gx, gy, bx, by, false,
-           [=] { gemm_tf32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); });
+void hearth_emu_gemm_tf32(GRID, unsigned gz, int m, int n, int k, float alpha, const float* a,
+                          int lda, int trans_a, const float* b, int ldb, int trans_b, float beta,
+                          float* c, int ldc) {
+    launch(
+        gx, gy, bx, by, false,
+        [=] { gemm_tf32(m, n, k, alpha, a, lda, trans_a, b, ldb, trans_b, beta, c, ldc); }, gz);
+}
+void hearth_emu_gemm_reduce(GRID, int m, int n, int parts, const float* ws, float alpha,
+                            float beta, float* c, int ldc) {
+    launch(gx, gy, bx, by, true, [=] { gemm_reduce(m, n, parts, ws, alpha, beta, c, ldc); });
 }
 void hearth_emu_bias_act_forward(GRID, int rows, int cols, float* z, const float* bias, int relu) {
     launch(gx, gy, bx, by, true, [=] { bias_act_forward(rows, cols, z, bias, relu); });

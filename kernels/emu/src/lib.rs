@@ -43,6 +43,7 @@ unsafe extern "C" {
         gy: u32,
         bx: u32,
         by: u32,
+        gz: u32,
         m: i32,
         n: i32,
         k: i32,
@@ -62,6 +63,7 @@ unsafe extern "C" {
         gy: u32,
         bx: u32,
         by: u32,
+        gz: u32,
         m: i32,
         n: i32,
         k: i32,
@@ -72,6 +74,20 @@ unsafe extern "C" {
         b: *const f32,
         ldb: i32,
         tb: i32,
+        beta: f32,
+        c: *mut f32,
+        ldc: i32,
+    );
+    fn hearth_emu_gemm_reduce(
+        gx: u32,
+        gy: u32,
+        bx: u32,
+        by: u32,
+        m: i32,
+        n: i32,
+        parts: i32,
+        ws: *const f32,
+        alpha: f32,
         beta: f32,
         c: *mut f32,
         ldc: i32,
@@ -242,29 +258,76 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let (gx, gy, bx, by) = grid(&launch::gemm(math, m, n)?);
+    let cfg = launch::gemm(math, m, n, k)?;
+    let (gx, gy, bx, by) = grid(&cfg);
+    let parts = cfg.grid_dim.2;
     let entry = match math {
         Math::F32 => hearth_emu_gemm_f32,
         Math::Tf32 => hearth_emu_gemm_tf32,
     };
-    // SAFETY: every matrix holds what the kernel reads or writes (checked above); both entry
-    // points have the same signature.
+    if parts == 1 {
+        // SAFETY: every matrix holds what the kernel reads or writes (checked above); both
+        // entry points have the same signature.
+        unsafe {
+            entry(
+                gx,
+                gy,
+                bx,
+                by,
+                1,
+                int(m),
+                int(n),
+                int(k),
+                alpha,
+                a.as_ptr(),
+                int(lda),
+                i32::from(trans_a),
+                b.as_ptr(),
+                int(ldb),
+                i32::from(trans_b),
+                beta,
+                c.as_mut_ptr(),
+                int(ldc),
+            );
+        }
+        return Ok(());
+    }
+    // Split K, as the GPU launcher does it: partial sums into `parts` slabs, then gemm_reduce.
+    let mut ws = vec![f32::NAN; parts as usize * m * n];
+    let (rx, ry, rbx, rby) = grid(&launch::elementwise(m * n));
+    // SAFETY: a and b as above; ws holds `parts` slabs of m × n (row stride n), what a split
+    // launch writes; gemm_reduce reads them and writes m rows of ldc in c (checked above).
     unsafe {
         entry(
             gx,
             gy,
             bx,
             by,
+            parts,
             int(m),
             int(n),
             int(k),
-            alpha,
+            1.0,
             a.as_ptr(),
             int(lda),
             i32::from(trans_a),
             b.as_ptr(),
             int(ldb),
             i32::from(trans_b),
+            0.0,
+            ws.as_mut_ptr(),
+            int(n),
+        );
+        hearth_emu_gemm_reduce(
+            rx,
+            ry,
+            rbx,
+            rby,
+            int(m),
+            int(n),
+            int(parts as usize),
+            ws.as_ptr(),
+            alpha,
             beta,
             c.as_mut_ptr(),
             int(ldc),

@@ -60,6 +60,9 @@ fn gemm_against_the_reference(math: Math) {
         (67, 129, 33),
         (130, 70, 100),
         (256, 136, 40),
+        // K split in 4 parts (the last shorter), and in 16 (gemm_tf32's last two are empty).
+        (70, 40, 300),
+        (16, 16, 1100),
     ] {
         for (ta, tb, aligned) in r::gemm_test_layouts() {
             let (ar, ac) = if ta { (k, m) } else { (m, k) };
