@@ -7,8 +7,8 @@
 //! 2. Training: MLP 30-256-256-1, Adam, batch 1024, 5 epochs on `synth::fraud(1M)` (700k
 //!    training rows) on the GPU in the default precision (TF32 products on tensor-core GPUs) and
 //!    in float32, against PyTorch on the same GPU (`parity/torch_peer.py --device cuda`: `mlp`
-//!    in float32, `mlp_tf32` with TF32 products; same table and split) where python3 with
-//!    torch is present.
+//!    in float32, `mlp_tf32` with TF32 products, each eager and through `torch.compile` with
+//!    CUDA graphs; same table and split) where python3 with torch is present.
 //!
 //! `cargo bench -p hearth-hil-tests --features gpu --bench gpu [-- --rows N --peer PATH]`
 #![allow(
@@ -231,7 +231,11 @@ fn main() {
         Ok(o) if o.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             let rate = |model: &str| v[model]["rows_per_sec"].as_f64().unwrap_or(f64::NAN);
-            for model in ["mlp", "mlp_tf32"] {
+            for model in ["mlp", "mlp_tf32", "mlp_compiled", "mlp_tf32_compiled"] {
+                if let Some(e) = v[model]["error"].as_str() {
+                    println!("peer {} on the GPU: {model} failed: {e}", v["peer"]);
+                    continue;
+                }
                 println!(
                     "peer {} on the GPU: {model} {:.0} rows/s, ROC-AUC {:.4}",
                     v["peer"],
@@ -240,10 +244,15 @@ fn main() {
                 );
             }
             println!(
-                "hearth/peer: default vs default {:.2}x, float32 vs float32 {:.2}x, tf32 vs tf32 {:.2}x",
+                "hearth/peer, eager PyTorch: default vs default {:.2}x, float32 vs float32 {:.2}x, tf32 vs tf32 {:.2}x",
                 t.report.rows_per_sec / rate("mlp"),
                 t32.report.rows_per_sec / rate("mlp"),
                 t.report.rows_per_sec / rate("mlp_tf32"),
+            );
+            println!(
+                "hearth/peer, torch.compile + CUDA graphs: float32 vs float32 {:.2}x, tf32 vs tf32 {:.2}x",
+                t32.report.rows_per_sec / rate("mlp_compiled"),
+                t.report.rows_per_sec / rate("mlp_tf32_compiled"),
             );
             v
         }
