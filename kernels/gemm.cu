@@ -16,6 +16,7 @@
 #define GEMM_K 8
 #define GEMM_T 16
 #define GEMM_R 8
+#define GEMM_NT (GEMM_T * GEMM_T)
 
 #ifndef HEARTH_EMU
 // x rounded to TF32, kept as a float whose 13 low mantissa bits are zero.
@@ -110,78 +111,70 @@ __device__ __forceinline__ long gemm_split_k(int m, int k, int slice, int ldc, i
     }
 }
 
-// Thread `tid`'s 4 elements of the A slice (128 rows x 8) and of the B slice (8 x 128), read
-// from global memory into registers: as one 16-byte vector per operand where `vec_a` (`vec_b`)
-// says the slice lies inside the matrix and may be (gemm_vec_ok), else element by element.
-__device__ void gemm_load(
-    int m, int n, int k, const float* __restrict__ a, int lda, int trans_a,
-    const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tid,
-    int vec_a, int vec_b, float* ra, float* rb)
+// One operand's slice, from global memory into registers `v` and from there into shared memory:
+// `rows` rows of op(A), or columns of op(B), from r0 (those from `rlimit` on are outside the
+// matrix), by `ks` values of k from k0 (outside from `klimit` on); `kcontig` as in
+// gemm_vec_load. Thread `tid` of `nt` holds rows * ks / nt values: read as float4s where `vec`
+// (the slice lies inside the matrix and gemm_vec_ok holds), else one by one, consecutive threads
+// walking the contiguous direction, with zeros outside the matrix.
+__device__ __forceinline__ void gemm_slice_load(
+    const float* __restrict__ p, int ld, int kcontig, int r0, int rlimit, int k0, int klimit,
+    int rows, int ks, int nt, int tid, int vec, float* v)
 {
-    const int nt = GEMM_T * GEMM_T;
-    if (vec_a) {
-        gemm_vec_load(a, lda, !trans_a, row0, k0, GEMM_TILE, GEMM_K, nt, tid, ra);
-    } else {
-        for (int l = 0; l < 4; ++l) {
-            int idx = tid + l * nt;
-            // With trans_a, consecutive threads walk consecutive rows of stored A (= columns
-            // of op(A)); without, consecutive k. Either way one of the two is contiguous.
-            int r = trans_a ? idx % GEMM_TILE : idx / GEMM_K;
-            int kk = trans_a ? idx / GEMM_TILE : idx % GEMM_K;
-            int gr = row0 + r, gk = k0 + kk;
-            ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
-                                       : 0.0f;
-        }
+    if (vec) {
+        gemm_vec_load(p, ld, kcontig, r0, k0, rows, ks, nt, tid, v);
+        return;
     }
-    if (vec_b) {
-        gemm_vec_load(b, ldb, trans_b, col0, k0, GEMM_TILE, GEMM_K, nt, tid, rb);
-    } else {
-        for (int l = 0; l < 4; ++l) {
-            int idx = tid + l * nt;
-            int kb = trans_b ? idx % GEMM_K : idx / GEMM_TILE;
-            int cc = trans_b ? idx / GEMM_K : idx % GEMM_TILE;
-            int gkb = k0 + kb, gc = col0 + cc;
-            rb[l] = (gkb < k && gc < n)
-                        ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
-                        : 0.0f;
-        }
+    for (int l = 0; l < rows * ks / nt; ++l) {
+        const int idx = tid + l * nt;
+        const int gr = r0 + (kcontig ? idx / ks : idx % rows);
+        const int gk = k0 + (kcontig ? idx % ks : idx / rows);
+        v[l] = gr < rlimit && gk < klimit ? p[kcontig ? (long)gr * ld + gk : (long)gk * ld + gr]
+                                          : 0.0f;
     }
 }
 
-// Stores what gemm_load read into shared buffers `as` (k-major: as[kk][r]) and `bs`, in the
-// layout it was read in.
-__device__ void gemm_store(
-    int trans_a, int trans_b, int tid, int vec_a, int vec_b, const float* ra, const float* rb,
-    float (*as)[GEMM_TILE + 4], float (*bs)[GEMM_TILE + 4])
+// Stores what gemm_slice_load read into the k-major shared slice s[kk * pad + r], in the
+// layout it was read in, rounded to TF32 when `tf32`.
+__device__ __forceinline__ void gemm_slice_store(
+    const float* v, int kcontig, int rows, int ks, int nt, int tid, int vec, float* s, int pad,
+    int tf32)
 {
-    const int nt = GEMM_T * GEMM_T;
-    if (vec_a) {
-        gemm_vec_store(ra, !trans_a, GEMM_TILE, GEMM_K, nt, tid, &as[0][0], GEMM_TILE + 4, 0);
-    } else {
-        for (int l = 0; l < 4; ++l) {
-            int idx = tid + l * nt;
-            if (trans_a)
-                as[idx / GEMM_TILE][idx % GEMM_TILE] = ra[l];
-            else
-                as[idx % GEMM_K][idx / GEMM_K] = ra[l];
-        }
+    if (vec) {
+        gemm_vec_store(v, kcontig, rows, ks, nt, tid, s, pad, tf32);
+        return;
     }
-    if (vec_b) {
-        gemm_vec_store(rb, trans_b, GEMM_TILE, GEMM_K, nt, tid, &bs[0][0], GEMM_TILE + 4, 0);
-    } else {
-        for (int l = 0; l < 4; ++l) {
-            int idx = tid + l * nt;
-            if (trans_b)
-                bs[idx % GEMM_K][idx / GEMM_K] = rb[l];
-            else
-                bs[idx / GEMM_TILE][idx % GEMM_TILE] = rb[l];
-        }
+    for (int l = 0; l < rows * ks / nt; ++l) {
+        const int idx = tid + l * nt;
+        const int r = kcontig ? idx / ks : idx % rows;
+        const int kk = kcontig ? idx % ks : idx / rows;
+        s[kk * pad + r] = tf32 ? hearth_tf32(v[l]) : v[l];
     }
+}
+
+// Both operands' slices at k0 for a block's `tile` x `tile` part of C, in both kernels: A's
+// rows from row0 (k contiguous unless trans_a), B's columns from col0 (k contiguous when
+// trans_b).
+__device__ __forceinline__ void gemm_tiles_load(
+    int m, int n, int kend, const float* __restrict__ a, int lda, int trans_a,
+    const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tile,
+    int ks, int nt, int tid, int vec_a, int vec_b, float* ra, float* rb)
+{
+    gemm_slice_load(a, lda, !trans_a, row0, m, k0, kend, tile, ks, nt, tid, vec_a, ra);
+    gemm_slice_load(b, ldb, trans_b, col0, n, k0, kend, tile, ks, nt, tid, vec_b, rb);
+}
+
+__device__ __forceinline__ void gemm_tiles_store(
+    int trans_a, int trans_b, int tile, int ks, int nt, int tid, int vec_a, int vec_b,
+    const float* ra, const float* rb, float* as, float* bs, int pad, int tf32)
+{
+    gemm_slice_store(ra, !trans_a, tile, ks, nt, tid, vec_a, as, pad, tf32);
+    gemm_slice_store(rb, trans_b, tile, ks, nt, tid, vec_b, bs, pad, tf32);
 }
 
 // At most 128 registers a thread, so that two blocks share a multiprocessor (without the bound
 // the compiler takes about 166 and one block runs alone).
-extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
+extern "C" __global__ void __launch_bounds__(GEMM_NT, 2) gemm_f32(
     int m, int n, int k,
     float alpha,
     const float* __restrict__ a, int lda, int trans_a,
@@ -215,9 +208,12 @@ extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
     int vec_b = tile_b && kbeg + GEMM_K <= kend;
     float ra[4];
     float rb[4];
-    gemm_load(
-        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, tid, vec_a, vec_b, ra, rb);
-    gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
+    gemm_tiles_load(
+        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, GEMM_TILE, GEMM_K, GEMM_NT,
+        tid, vec_a, vec_b, ra, rb);
+    gemm_tiles_store(
+        trans_a, trans_b, GEMM_TILE, GEMM_K, GEMM_NT, tid, vec_a, vec_b, ra, rb, &as[0][0][0],
+        &bs[0][0][0], GEMM_TILE + 4, 0);
     __syncthreads();
 
     int buf = 0;
@@ -226,9 +222,9 @@ extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
         vec_a = tile_a && next + GEMM_K <= kend;
         vec_b = tile_b && next + GEMM_K <= kend;
         if (next < kend)
-            gemm_load(
-                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
-                ra, rb);
+            gemm_tiles_load(
+                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, GEMM_TILE, GEMM_K,
+                GEMM_NT, tid, vec_a, vec_b, ra, rb);
 #pragma unroll
         for (int kk = 0; kk < GEMM_K; ++kk) {
             const float4 a0 = *reinterpret_cast<const float4*>(&as[buf][kk][4 * ty]);
@@ -243,7 +239,9 @@ extern "C" __global__ void __launch_bounds__(GEMM_T * GEMM_T, 2) gemm_f32(
         }
         if (next < kend) {
             // The other buffer was last read before the previous barrier: safe to overwrite.
-            gemm_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
+            gemm_tiles_store(
+                trans_a, trans_b, GEMM_TILE, GEMM_K, GEMM_NT, tid, vec_a, vec_b, ra, rb,
+                &as[buf ^ 1][0][0], &bs[buf ^ 1][0][0], GEMM_TILE + 4, 0);
             buf ^= 1;
         }
         __syncthreads();
@@ -302,69 +300,6 @@ __device__ __forceinline__ void hearth_mma_tf32(float* d, const float* a, const 
 }
 #endif
 
-// Thread `tid`'s TC_LOADS elements of the A slice (64 rows x 16) and of the B slice (16 x 64):
-// as two 16-byte vectors per operand where `vec_a` (`vec_b`) allows, as in gemm_load.
-__device__ void tc_load(
-    int m, int n, int k, const float* __restrict__ a, int lda, int trans_a,
-    const float* __restrict__ b, int ldb, int trans_b, int row0, int col0, int k0, int tid,
-    int vec_a, int vec_b, float* ra, float* rb)
-{
-    if (vec_a) {
-        gemm_vec_load(a, lda, !trans_a, row0, k0, TC_TILE, TC_K, TC_THREADS, tid, ra);
-    } else {
-        for (int l = 0; l < TC_LOADS; ++l) {
-            int idx = tid + l * TC_THREADS;
-            int r = trans_a ? idx % TC_TILE : idx / TC_K;
-            int kk = trans_a ? idx / TC_TILE : idx % TC_K;
-            int gr = row0 + r, gk = k0 + kk;
-            ra[l] = (gr < m && gk < k) ? (trans_a ? a[(long)gk * lda + gr] : a[(long)gr * lda + gk])
-                                       : 0.0f;
-        }
-    }
-    if (vec_b) {
-        gemm_vec_load(b, ldb, trans_b, col0, k0, TC_TILE, TC_K, TC_THREADS, tid, rb);
-    } else {
-        for (int l = 0; l < TC_LOADS; ++l) {
-            int idx = tid + l * TC_THREADS;
-            int kb = trans_b ? idx % TC_K : idx / TC_TILE;
-            int cc = trans_b ? idx / TC_K : idx % TC_TILE;
-            int gkb = k0 + kb, gc = col0 + cc;
-            rb[l] = (gkb < k && gc < n)
-                        ? (trans_b ? b[(long)gc * ldb + gkb] : b[(long)gkb * ldb + gc])
-                        : 0.0f;
-        }
-    }
-}
-
-// Stores what tc_load read, rounded to TF32, k-major: as[kk][r], bs[kk][c].
-__device__ void tc_store(
-    int trans_a, int trans_b, int tid, int vec_a, int vec_b, const float* ra, const float* rb,
-    float (*as)[TC_PAD], float (*bs)[TC_PAD])
-{
-    if (vec_a) {
-        gemm_vec_store(ra, !trans_a, TC_TILE, TC_K, TC_THREADS, tid, &as[0][0], TC_PAD, 1);
-    } else {
-        for (int l = 0; l < TC_LOADS; ++l) {
-            int idx = tid + l * TC_THREADS;
-            if (trans_a)
-                as[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(ra[l]);
-            else
-                as[idx % TC_K][idx / TC_K] = hearth_tf32(ra[l]);
-        }
-    }
-    if (vec_b) {
-        gemm_vec_store(rb, trans_b, TC_TILE, TC_K, TC_THREADS, tid, &bs[0][0], TC_PAD, 1);
-    } else {
-        for (int l = 0; l < TC_LOADS; ++l) {
-            int idx = tid + l * TC_THREADS;
-            if (trans_b)
-                bs[idx % TC_K][idx / TC_K] = hearth_tf32(rb[l]);
-            else
-                bs[idx / TC_TILE][idx % TC_TILE] = hearth_tf32(rb[l]);
-        }
-    }
-}
-
 // At most 128 registers a thread (four blocks a multiprocessor; without the bound, about 166).
 extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
     int m, int n, int k,
@@ -401,9 +336,12 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
     int vec_b = tile_b && kbeg + TC_K <= kend;
     float ra[TC_LOADS];
     float rb[TC_LOADS];
-    tc_load(
-        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, tid, vec_a, vec_b, ra, rb);
-    tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[0], bs[0]);
+    gemm_tiles_load(
+        m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, kbeg, TC_TILE, TC_K, TC_THREADS,
+        tid, vec_a, vec_b, ra, rb);
+    gemm_tiles_store(
+        trans_a, trans_b, TC_TILE, TC_K, TC_THREADS, tid, vec_a, vec_b, ra, rb, &as[0][0][0],
+        &bs[0][0][0], TC_PAD, 1);
     __syncthreads();
 
     int buf = 0;
@@ -412,9 +350,9 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
         vec_a = tile_a && next + TC_K <= kend;
         vec_b = tile_b && next + TC_K <= kend;
         if (next < kend)
-            tc_load(
-                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, tid, vec_a, vec_b,
-                ra, rb);
+            gemm_tiles_load(
+                m, n, kend, a, lda, trans_a, b, ldb, trans_b, row0, col0, next, TC_TILE, TC_K,
+                TC_THREADS, tid, vec_a, vec_b, ra, rb);
 #pragma unroll
         for (int ks = 0; ks < TC_K; ks += 8) {
             float fa[2][4];
@@ -440,7 +378,9 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32(
                     hearth_mma_tf32(acc[i][j], fa[i], fb[j]);
         }
         if (next < kend) {
-            tc_store(trans_a, trans_b, tid, vec_a, vec_b, ra, rb, as[buf ^ 1], bs[buf ^ 1]);
+            gemm_tiles_store(
+                trans_a, trans_b, TC_TILE, TC_K, TC_THREADS, tid, vec_a, vec_b, ra, rb,
+                &as[buf ^ 1][0][0], &bs[buf ^ 1][0][0], TC_PAD, 1);
             buf ^= 1;
         }
         __syncthreads();

@@ -265,16 +265,18 @@ pub fn gemm(
         Math::F32 => hearth_emu_gemm_f32,
         Math::Tf32 => hearth_emu_gemm_tf32,
     };
-    if parts == 1 {
-        // SAFETY: every matrix holds what the kernel reads or writes (checked above); both
-        // entry points have the same signature.
+    // One launch of the kernel into `out` (m rows of `ldo`): C itself, or the split-K slabs.
+    let run = |gz: u32, alpha: f32, beta: f32, out: *mut f32, ldo: usize| {
+        // SAFETY: a and b hold what the kernel reads (checked above); `out` is c (checked above)
+        // or the workspace of gz slabs of m × n below, what a launch with that grid writes;
+        // both entry points have the same signature.
         unsafe {
             entry(
                 gx,
                 gy,
                 bx,
                 by,
-                1,
+                gz,
                 int(m),
                 int(n),
                 int(k),
@@ -286,38 +288,22 @@ pub fn gemm(
                 int(ldb),
                 i32::from(trans_b),
                 beta,
-                c.as_mut_ptr(),
-                int(ldc),
+                out,
+                int(ldo),
             );
         }
+    };
+    if parts == 1 {
+        run(1, alpha, beta, c.as_mut_ptr(), ldc);
         return Ok(());
     }
     // Split K, as the GPU launcher does it: partial sums into `parts` slabs, then gemm_reduce.
     let mut ws = vec![f32::NAN; parts as usize * m * n];
+    run(parts, 1.0, 0.0, ws.as_mut_ptr(), n);
     let (rx, ry, rbx, rby) = grid(&launch::elementwise(m * n));
-    // SAFETY: a and b as above; ws holds `parts` slabs of m × n (row stride n), what a split
-    // launch writes; gemm_reduce reads them and writes m rows of ldc in c (checked above).
+    // SAFETY: ws holds the `parts` slabs gemm_reduce reads; it writes m rows of ldc in c
+    // (checked above).
     unsafe {
-        entry(
-            gx,
-            gy,
-            bx,
-            by,
-            parts,
-            int(m),
-            int(n),
-            int(k),
-            1.0,
-            a.as_ptr(),
-            int(lda),
-            i32::from(trans_a),
-            b.as_ptr(),
-            int(ldb),
-            i32::from(trans_b),
-            0.0,
-            ws.as_mut_ptr(),
-            int(n),
-        );
         hearth_emu_gemm_reduce(
             rx,
             ry,
