@@ -9,8 +9,10 @@
 // slices through two shared buffers: while the block multiplies one slice, each thread holds its
 // part of the next in registers, so one barrier per slice suffices and global loads overlap the
 // arithmetic.
-// Out-of-range elements load as zero, so any M, N, K and leading dimension works.
-// Launch: grid = (ceil(N / 128), ceil(M / 128)), block = (16, 16).
+// Out-of-range elements load as zero, so any M, N, K and leading dimension works; slices that lie
+// inside the matrix, with 16-byte aligned rows, are read as 16-byte vectors (gemm_slice_load).
+// Launch: grid = (ceil(N / 128), ceil(M / 128), parts), block = (16, 16); parts > 1 splits K
+// (gemm_split_k, then gemm_reduce).
 
 #define GEMM_TILE 128
 #define GEMM_K 8
@@ -273,7 +275,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_NT, 2) gemm_f32(
 // it as 2 x 4 mma tiles of 16 x 8. K is walked in 16-wide slices through two shared buffers, as
 // in gemm_f32, already rounded to TF32 when stored. The shared rows are 72 floats, so the
 // fragment reads (lane = 4 g + t reads row k0 + t, column c + g) hit 32 distinct banks.
-// Launch: grid = (ceil(N / 64), ceil(M / 64)), block = (128, 1).
+// Launch: grid = (ceil(N / 64), ceil(M / 64), parts), block = (128, 1), K split as in gemm_f32.
 
 #define TC_TILE 64
 #define TC_K 16
