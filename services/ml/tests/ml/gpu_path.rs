@@ -7,10 +7,10 @@
 use std::ops::ControlFlow;
 
 use hearth_ml::frame::{Column, ColumnData, ColumnKind, Frame};
-use hearth_ml::train::{
-    Compute, Metrics, ModelKind, Precision, Progress, TrainSpec, Trained, train_on,
-};
+use hearth_ml::train::{Compute, ModelKind, Precision, Progress, TrainSpec, Trained, train_on};
 use hearth_ml::{Rng, synth};
+
+use crate::roc_auc;
 
 fn run(frame: &Frame, spec: &TrainSpec, compute: &Compute) -> (Trained, Vec<Progress>) {
     let mut epochs = Vec::new();
@@ -87,10 +87,7 @@ fn binary_mlp_and_logreg_match_the_cpu() {
             ..TrainSpec::default()
         };
         let (cpu, dev) = both(&frame, &spec);
-        let auc = |t: &Trained| match &t.report.metrics {
-            Metrics::Binary(m) => m.roc_auc.unwrap(),
-            other => panic!("{other:?}"),
-        };
+        let auc = |t: &Trained| roc_auc(&t.report.metrics);
         assert!((auc(&cpu) - auc(&dev)).abs() < 1e-3);
     }
 }
@@ -182,10 +179,7 @@ fn tf32_products_train_on_the_gpu_path_and_are_refused_on_the_cpu() {
     assert_eq!(auto.model.network.params, exact.model.network.params);
     // TF32 changed the arithmetic, not the model's quality.
     assert_ne!(tf32.model.network.params, exact.model.network.params);
-    let auc = |t: &Trained| match &t.report.metrics {
-        Metrics::Binary(m) => m.roc_auc.unwrap(),
-        other => panic!("{other:?}"),
-    };
+    let auc = |t: &Trained| roc_auc(&t.report.metrics);
     assert!(
         (auc(&exact) - auc(&tf32)).abs() < 0.005,
         "float32 {} vs tf32 {}",

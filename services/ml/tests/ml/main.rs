@@ -3,6 +3,8 @@
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use hearth_ml::train::Metrics;
+
 mod datasets;
 mod gpu_path;
 mod registry;
@@ -23,4 +25,13 @@ pub fn allocating() -> RwLockReadGuard<'static, ()> {
     HEAVY
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The test ROC-AUC of a binary classifier's report.
+#[allow(clippy::unwrap_used)]
+pub fn roc_auc(metrics: &Metrics) -> f64 {
+    match metrics {
+        Metrics::Binary(m) => m.roc_auc.unwrap(),
+        other => panic!("not binary: {other:?}"),
+    }
 }

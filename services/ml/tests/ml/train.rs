@@ -12,6 +12,8 @@ use hearth_ml::train::{
 };
 use hearth_ml::{Rng, synth};
 
+use crate::roc_auc;
+
 fn keep_going(_: &Progress) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
@@ -21,13 +23,6 @@ fn num(name: &str, v: Vec<f64>) -> Column {
         name: name.into(),
         kind: ColumnKind::Numeric,
         data: ColumnData::Numeric(v),
-    }
-}
-
-fn roc_auc(metrics: &Metrics) -> f64 {
-    match metrics {
-        Metrics::Binary(m) => m.roc_auc.unwrap(),
-        other => panic!("not binary: {other:?}"),
     }
 }
 
