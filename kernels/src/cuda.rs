@@ -10,7 +10,7 @@
 //! wrong size is a [`CudaError::Shape`], never an out-of-bounds access on the device.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
@@ -103,9 +103,9 @@ pub struct Gpu {
     name: String,
     arch: String,
     compute_capability: (i32, i32),
-    /// Whether `gemm_tf32` may run here: compute capability 8.0 or later, and its check at
-    /// [`Gpu::open`] passed (else why not).
-    tensor: Result<(), String>,
+    /// What `gemm_tf32`'s check at [`Gpu::open`] found wrong, on a device of compute capability
+    /// 8.0 or later (older ones are not checked: they have no TF32 tensor cores).
+    tensor_problem: Option<String>,
     /// Split-K partial sums (see [`launch::gemm`]): grown to the largest split product so far,
     /// then reused, so that training steps do not allocate. Held from the split launch until
     /// `gemm_reduce` is queued; the stream orders the next product's use after it.
@@ -197,11 +197,11 @@ impl Gpu {
             name,
             arch,
             compute_capability,
-            tensor: Err("compute capability below 8.0".into()),
+            tensor_problem: None,
             split_k: Arc::default(),
         };
         if compute_capability.0 >= 8 {
-            gpu.tensor = gpu.check_tensor_cores();
+            gpu.tensor_problem = gpu.check_tensor_cores().err();
         }
         Ok(gpu)
     }
@@ -250,16 +250,13 @@ impl Gpu {
     /// Whether [`Math::Tf32`] runs here: the device has tensor cores that take TF32 (compute
     /// capability 8.0 or later) and `gemm_tf32` passed its check when the device was opened.
     pub fn tensor_cores(&self) -> bool {
-        self.tensor.is_ok()
+        self.compute_capability.0 >= 8 && self.tensor_problem.is_none()
     }
 
     /// Why [`Gpu::tensor_cores`] is false on a device of compute capability 8.0 or later (the
     /// check's finding), or `None`.
     pub fn tensor_core_problem(&self) -> Option<&str> {
-        match &self.tensor {
-            Err(problem) if self.compute_capability.0 >= 8 => Some(problem),
-            _ => None,
-        }
+        self.tensor_problem.as_deref()
     }
 
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -434,50 +431,70 @@ impl Gpu {
         let cfg = launch::gemm(math, m, n, k)?;
         let parts = cfg.grid_dim.2 as usize;
         let f = self.function(kernel)?;
-        if parts == 1 {
-            let mut l = self.stream.launch_builder(f);
-            l.arg(&mi).arg(&ni).arg(&ki).arg(&alpha);
-            l.arg(a).arg(&ldai).arg(&ta);
-            l.arg(b).arg(&ldbi).arg(&tb);
-            l.arg(&beta).arg(c).arg(&ldci);
-            // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the
-            // same signature); a, b and c hold every element the kernel reads or writes for
-            // these shapes and leading dimensions (checked by `check_gemm` above); gemm_tf32 is
-            // launched only on devices of compute capability 8.0 or later, which have the mma
-            // instruction it uses (`Gpu::gemm` and `Gpu::load` check).
-            unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
-            return Ok(());
-        }
-        // Split K: partial sums into `parts` slabs of m × n, then gemm_reduce applies alpha
-        // and beta to c.
+        // Unsplit, the kernel writes c. Split, it writes its partial sums into `parts` slabs of
+        // m × n in the workspace (alpha 1, beta 0), and gemm_reduce then applies alpha and
+        // beta to c.
         let need = parts * m * n;
-        let mut guard = self.split_k.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.as_ref().is_none_or(|w| w.len() < need) {
-            *guard = None; // free the old workspace before asking for a larger one
-            *guard = Some(
+        let mut guard = if parts > 1 {
+            Some(self.split_k_workspace(need)?)
+        } else {
+            None
+        };
+        let mut ws = guard
+            .as_deref_mut()
+            .and_then(Option::as_mut)
+            .map(|w| w.slice_mut(..need));
+        let (ka, kb) = if ws.is_some() {
+            (1.0f32, 0.0f32)
+        } else {
+            (alpha, beta)
+        };
+        let mut l = self.stream.launch_builder(f);
+        l.arg(&mi).arg(&ni).arg(&ki).arg(&ka);
+        l.arg(a).arg(&ldai).arg(&ta);
+        l.arg(b).arg(&ldbi).arg(&tb);
+        l.arg(&kb);
+        match ws.as_mut() {
+            Some(w) => l.arg(w).arg(&ni),
+            None => l.arg(&mut *c).arg(&ldci),
+        };
+        // SAFETY: argument order and types match gemm_f32 and gemm_tf32 in gemm.cu (the same
+        // signature); a, b and c hold every element the kernel reads or writes for these shapes
+        // and leading dimensions (checked by `check_gemm` above), and the workspace the parts
+        // slabs of m rows of n floats that a launch with grid_dim.2 = parts writes
+        // (gemm_split_k); gemm_tf32 is launched only on devices of compute capability 8.0 or
+        // later, which have the mma instruction it uses (`Gpu::gemm` and `Gpu::load` check).
+        unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
+        if let Some(w) = ws {
+            let partsi = int("gemm_reduce", parts)?;
+            let mut r = self.stream.launch_builder(self.function("gemm_reduce")?);
+            let w = w.as_view();
+            r.arg(&mi).arg(&ni).arg(&partsi).arg(&w);
+            r.arg(&alpha).arg(&beta).arg(c).arg(&ldci);
+            // SAFETY: types match gemm_reduce(int, int, int, const float*, float, float,
+            // float*, int); w holds parts * m * n floats, c holds m rows of ldc (check_gemm).
+            unsafe { r.launch(launch::elementwise(m * n)) }
+                .map_err(driver("gemm_reduce launch"))?;
+        }
+        Ok(())
+    }
+
+    /// The split-K workspace, grown to at least `len` floats, locked until the guard drops
+    /// (after `gemm_reduce` is queued: the stream orders the next product's use after it).
+    fn split_k_workspace(
+        &self,
+        len: usize,
+    ) -> Result<MutexGuard<'_, Option<CudaSlice<f32>>>, CudaError> {
+        let mut slot = self.split_k.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|w| w.len() < len) {
+            *slot = None; // free the old workspace before asking for a larger one
+            *slot = Some(
                 self.stream
-                    .alloc_zeros::<f32>(need)
+                    .alloc_zeros::<f32>(len)
                     .map_err(driver("gemm split-K workspace"))?,
             );
         }
-        let ws = guard.as_mut().expect("allocated above");
-        let (one, zero, ldw) = (1.0f32, 0.0f32, ni);
-        let mut l = self.stream.launch_builder(f);
-        l.arg(&mi).arg(&ni).arg(&ki).arg(&one);
-        l.arg(a).arg(&ldai).arg(&ta);
-        l.arg(b).arg(&ldbi).arg(&tb);
-        l.arg(&zero).arg(&mut *ws).arg(&ldw);
-        // SAFETY: as above for a and b; the workspace holds parts slabs of m rows of n (= ldw)
-        // floats, which is what a launch with grid_dim.2 = parts writes (gemm_split_k).
-        unsafe { l.launch(cfg) }.map_err(driver("gemm launch"))?;
-        let partsi = int("gemm_reduce", parts)?;
-        let mut r = self.stream.launch_builder(self.function("gemm_reduce")?);
-        r.arg(&mi).arg(&ni).arg(&partsi).arg(&*ws);
-        r.arg(&alpha).arg(&beta).arg(c).arg(&ldci);
-        // SAFETY: types match gemm_reduce(int, int, int, const float*, float, float, float*,
-        // int); ws holds parts * m * n floats, c holds m rows of ldc (check_gemm).
-        unsafe { r.launch(launch::elementwise(m * n)) }.map_err(driver("gemm_reduce launch"))?;
-        Ok(())
+        Ok(slot)
     }
 
     /// `z[i, j] = act(z[i, j] + bias[j])` in place; ReLU when `relu`.

@@ -556,11 +556,7 @@ impl Device for Reference {
             (b.1.len(), ldb, trans_b),
             (c.1.len(), ldc),
         )?;
-        let product = match math {
-            Math::F32 => r::gemm_f32,
-            Math::Tf32 => r::gemm_tf32,
-        };
-        product(
+        math.reference()(
             m,
             n,
             k,

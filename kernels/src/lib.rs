@@ -80,6 +80,14 @@ impl Math {
             Math::Tf32 => "gemm_tf32",
         }
     }
+
+    /// The kernel's CPU reference ([`reference::gemm_f32`] or [`reference::gemm_tf32`]).
+    pub fn reference(self) -> reference::GemmFn {
+        match self {
+            Math::F32 => reference::gemm_f32,
+            Math::Tf32 => reference::gemm_tf32,
+        }
+    }
 }
 
 /// Block size the loss and reduction kernels assume.

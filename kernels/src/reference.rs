@@ -58,6 +58,10 @@ pub fn gemm_f32(
     gemm(|x| x, (m, n, k), alpha, &op, beta, c, ldc);
 }
 
+/// The signature [`gemm_f32`] and [`gemm_tf32`] share (the kernels' own, slices for pointers).
+pub type GemmFn =
+    fn(usize, usize, usize, f32, &[f32], usize, bool, &[f32], usize, bool, f32, &mut [f32], usize);
+
 /// [`gemm_f32`] with every element of op(a) and op(b) rounded to TF32 first ([`tf32`]), as the
 /// tensor cores take them; the products of two TF32 values are exact in f32, and the sums are
 /// f32 as in `gemm_f32`.

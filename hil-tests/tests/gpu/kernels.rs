@@ -60,10 +60,7 @@ fn gemm_against_the_reference(gpu: &Gpu, math: Math) {
         (1024, 1, 256),
         (200, 300, 500),
     ];
-    let reference = match math {
-        Math::F32 => r::gemm_f32,
-        Math::Tf32 => r::gemm_tf32,
-    };
+    let reference = math.reference();
     for &(m, n, k) in &shapes {
         for (ta, tb, aligned) in r::gemm_test_layouts() {
             // Padded leading dimensions catch stride mistakes.

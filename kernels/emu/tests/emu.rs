@@ -47,10 +47,7 @@ fn gemm_for_every_transpose_shape_and_scaling() {
 /// multiple of any slice, and several blocks each way.
 fn gemm_against_the_reference(math: Math) {
     let mut rng = Rng::new(21);
-    let reference = match math {
-        Math::F32 => r::gemm_f32,
-        Math::Tf32 => r::gemm_tf32,
-    };
+    let reference = math.reference();
     for &(m, n, k) in &[
         (1, 1, 1),
         (3, 5, 7),
