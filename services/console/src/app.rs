@@ -127,12 +127,10 @@ impl ServiceError {
         }
     }
     pub fn too_many(wait: Duration) -> ServiceError {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        ServiceError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: format!("too many failed attempts: try again in {secs} s"),
-            retry_after: Some(secs),
-        }
+        let mut e = ServiceError::rate_limited("", wait);
+        let secs = e.retry_after.unwrap_or(1);
+        e.message = format!("too many failed attempts: try again in {secs} s");
+        e
     }
 }
 

@@ -54,7 +54,7 @@ impl Compute {
         self.inventory
             .devices
             .iter()
-            .any(|d| d.compute_capability.0 >= 8)
+            .any(hearth_gpu::GpuInfo::tensor_cores)
     }
 
     /// The backends shown on the overview and in `GET /api/v1/status`.
@@ -96,7 +96,7 @@ impl Compute {
                 Some(h) if !h.is_empty() => format!("{held}; {h}"),
                 _ => held,
             };
-            let arithmetic = if d.compute_capability.0 >= 8 {
+            let arithmetic = if d.tensor_cores() {
                 "mixed precision (TF32 tensor-core products)"
             } else {
                 "float32"

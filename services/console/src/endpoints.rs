@@ -383,21 +383,28 @@ impl Endpoints {
         let invalid = || ServiceError::unauthorized("invalid or revoked endpoint API key");
         let rest = key.strip_prefix(KEY_PREFIX).ok_or_else(invalid)?;
         let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
-        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
-        let k = keys.get(id).ok_or_else(invalid)?;
-        if k.revoked_unix_ms.is_some()
-            || !crate::auth::same(&sha256_hex(secret.as_bytes()), &k.secret_sha256)
-        {
-            return Err(invalid());
-        }
-        if !k.endpoints.iter().any(|e| e == endpoint) {
-            return Err(ServiceError::forbidden(format!(
-                "this key (application {:?}) may not call endpoint {endpoint:?}",
-                k.app
-            )));
-        }
-        if let Some(rate) = k.requests_per_second
-            && let Err(wait) = take(&self.buckets, &k.id, rate, Instant::now())
+        let (caller, rate) = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let k = keys.get(id).ok_or_else(invalid)?;
+            if k.revoked_unix_ms.is_some()
+                || !crate::auth::same(&sha256_hex(secret.as_bytes()), &k.secret_sha256)
+            {
+                return Err(invalid());
+            }
+            if !k.endpoints.iter().any(|e| e == endpoint) {
+                return Err(ServiceError::forbidden(format!(
+                    "this key (application {:?}) may not call endpoint {endpoint:?}",
+                    k.app
+                )));
+            }
+            let caller = KeyCaller {
+                key_id: k.id.clone(),
+                app: k.app.clone(),
+            };
+            (caller, k.requests_per_second)
+        };
+        if let Some(rate) = rate
+            && let Err(wait) = take(&self.buckets, &caller.key_id, rate, Instant::now())
         {
             if let Some(l) = self.live(endpoint) {
                 record(
@@ -409,15 +416,12 @@ impl Endpoints {
             return Err(ServiceError::rate_limited(
                 format!(
                     "this key (application {:?}) is limited to {rate} requests per second",
-                    k.app
+                    caller.app
                 ),
                 wait,
             ));
         }
-        Ok(KeyCaller {
-            key_id: k.id.clone(),
-            app: k.app.clone(),
-        })
+        Ok(caller)
     }
 
     pub fn stats(&self, name: &str) -> Option<Stats> {
@@ -583,12 +587,16 @@ pub fn deploy(
     )
 }
 
+/// Endpoint `name`'s record, or 404.
+fn stored(app: &App, name: &str) -> Result<Endpoint, ServiceError> {
+    app.store
+        .get(&ENDPOINTS, name)?
+        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))
+}
+
 /// Puts endpoint `name` back on the version it served before.
 pub fn rollback(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, ServiceError> {
-    let e = app
-        .store
-        .get(&ENDPOINTS, name)?
-        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))?;
+    let e = stored(app, name)?;
     let Some(&previous) = e.history.last() else {
         return Err(ServiceError::conflict(format!(
             "endpoint {name} has no earlier version to roll back to"
@@ -616,10 +624,7 @@ pub fn rollback(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, Servic
 /// and its record goes; the audit journal keeps the deletion. Keys scoped to it are left as
 /// they are (revoke them separately): they would call a later endpoint of the same name.
 pub fn delete(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, ServiceError> {
-    let e = app
-        .store
-        .get(&ENDPOINTS, name)?
-        .ok_or_else(|| ServiceError::not_found(format!("no endpoint {name:?}")))?;
+    let e = stored(app, name)?;
     app.audited(
         actor,
         "endpoints.delete",

@@ -55,6 +55,13 @@ pub struct GpuInfo {
     pub uuid: String,
 }
 
+impl GpuInfo {
+    /// Whether the device has tensor cores that take TF32 (compute capability 8.0 or later).
+    pub fn tensor_cores(&self) -> bool {
+        self.compute_capability.0 >= 8
+    }
+}
+
 /// A reading from NVML; a field is `None` where the device or driver does not report it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Telemetry {
