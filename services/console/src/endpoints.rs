@@ -229,7 +229,8 @@ fn take(
     });
     let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
     b.tokens = (b.tokens + elapsed * rate).min(rate);
-    b.at = now;
+    // `now` was read before the lock: a later caller may already have moved the clock on.
+    b.at = b.at.max(now);
     if b.tokens >= 1.0 {
         b.tokens -= 1.0;
         Ok(())
@@ -406,12 +407,15 @@ impl Endpoints {
         if let Some(rate) = rate
             && let Err(wait) = take(&self.buckets, &caller.key_id, rate, Instant::now())
         {
+            // Counted by status code, but not in the latency histogram: it never reached the
+            // model, and a zero there would pull p50 and p99 down.
             if let Some(l) = self.live(endpoint) {
-                record(
-                    &l.stats,
-                    StatusCode::TOO_MANY_REQUESTS.as_u16(),
-                    Duration::ZERO,
-                );
+                *l.stats
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .requests
+                    .entry(StatusCode::TOO_MANY_REQUESTS.as_u16())
+                    .or_default() += 1;
             }
             return Err(ServiceError::rate_limited(
                 format!(
@@ -630,7 +634,9 @@ pub fn delete(app: &App, actor: &Actor, name: &str) -> Result<Endpoint, ServiceE
         "endpoints.delete",
         &format!("endpoint:{name} model:{}@{}", e.model, e.version),
         || {
-            app.store.remove(&ENDPOINTS, name)?;
+            if !app.store.remove(&ENDPOINTS, name)? {
+                return Err(ServiceError::not_found(format!("no endpoint {name:?}")));
+            }
             app.endpoints.remove(name);
             Ok(e)
         },
@@ -722,6 +728,11 @@ pub fn revoke_key(app: &App, actor: &Actor, id: &str) -> Result<KeyView, Service
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(id.to_owned(), key.clone());
+            app.endpoints
+                .buckets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(id);
             Ok(KeyView::from(&key))
         },
     )
