@@ -428,11 +428,12 @@ mod x86 {
         };
         let (m0, m1) = (lanes(0), lanes(16));
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row r of the tile; the masks keep to its `cols` columns.
+            // SAFETY: row r of the tile; the masks keep to its `cols` columns (the second half's
+            // address may lie past c when its mask is empty, hence wrapping_add: never read).
             unsafe {
                 let row = t.c.add(r * t.ldc);
                 store(row, m0, acc[0], t.add);
-                store(row.add(16), m1, acc[1], t.add);
+                store(row.wrapping_add(16), m1, acc[1], t.add);
             }
         }
     }

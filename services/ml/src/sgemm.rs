@@ -4,9 +4,11 @@
 //! What it is for: the products of a float32 training step (see
 //! [`crate::model::Workspace`]): `precision = "f32"`, and every CPU without AVX-512 BF16. The
 //! `gemm` crate, which `cpu::matmul` uses, takes its packing buffers from the heap on every
-//! call (about 32 allocations per step of a two-hidden-layer MLP); these products pack the right
-//! operand into a buffer that each thread keeps, so a step allocates nothing once every thread
-//! has run one. Serving and evaluation keep `cpu::matmul`.
+//! call (about 32 allocations per step of a two-hidden-layer MLP); these read both operands
+//! where they lie, so a step allocates nothing. (The workspace keeps each step's Wᵀ, so training
+//! never passes a transposed right operand; other callers' transposed right operands are packed
+//! into a buffer that each thread keeps, allocated once.) Serving and evaluation keep
+//! `cpu::matmul`.
 //!
 //! Layout: the microkernel keeps an `MR × NR` block of sums in registers (12 × 32 with AVX-512,
 //! 6 × 16 with AVX2) over `KC` inner indices at a time, reading `NR` consecutive columns of one
@@ -35,23 +37,16 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best this CPU has, or `None` (then callers use `cpu::matmul`).
+    /// The best this CPU has, or `None` (then callers use `cpu::matmul`). With the variable
+    /// `SGEMM_AVX2` set, AVX2 comes first where the CPU has it (for measuring that kernel on
+    /// an AVX-512 machine).
     pub fn detect() -> Option<Isa> {
-        if std::env::var_os("SGEMM_AVX2").is_some() {
-            return Some(Isa::Avx2);
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Some(Isa::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Some(Isa::Avx2);
-            }
-        }
-        None
+        let order = if std::env::var_os("SGEMM_AVX2").is_some() {
+            [Isa::Avx2, Isa::Avx512]
+        } else {
+            [Isa::Avx512, Isa::Avx2]
+        };
+        order.into_iter().find(|isa| isa.available())
     }
 
     /// Whether this CPU has these instructions.
@@ -82,8 +77,8 @@ impl Isa {
     }
 }
 
-/// Inner indices per pass over a panel (an AVX-512 panel's rows then fill 16 KiB, half a Zen 4
-/// core's L1 data cache).
+/// Inner indices per pass over a panel (an AVX-512 panel's rows then fill 32 KiB, a Zen 4
+/// core's whole L1 data cache).
 const KC: usize = 256;
 
 thread_local! {
@@ -351,11 +346,12 @@ mod x86 {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row r < ROWS of c, columns below t.cols (the masks).
+            // SAFETY: row r < ROWS of c, columns below t.cols (the masks); the second half's
+            // address may lie past c when its mask is empty, hence wrapping_add (never read).
             unsafe {
                 let out = t.c.add(r * t.ldc);
                 for (h, (&v, m)) in acc.iter().zip([m0, m1]).enumerate() {
-                    let dst = out.add(16 * h);
+                    let dst = out.wrapping_add(16 * h);
                     if m == u16::MAX {
                         let v = if t.add {
                             _mm512_add_ps(v, _mm512_loadu_ps(dst))
@@ -456,7 +452,7 @@ mod tests {
             .collect();
         // Where neither exists, `Isa::detect` is None and training keeps `cpu::matmul`
         // (checked in model.rs); on x86-64 servers at least AVX2 runs here.
-        if cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2") {
+        if Isa::Avx2.available() {
             assert!(!isas.is_empty());
         }
         let mut rng = Rng::new(41);
@@ -507,17 +503,31 @@ mod tests {
     #[test]
     fn the_same_inputs_give_the_same_bits_on_any_thread() {
         let Some(isa) = Isa::detect() else {
-            assert!(!cfg!(target_arch = "x86_64") || !std::arch::is_x86_feature_detected!("avx2"));
+            assert!(!Isa::Avx2.available());
             return;
         };
         let mut rng = Rng::new(42);
         let (m, n, k) = (100, 70, 200);
         let (a, b) = (random(m * k, &mut rng), random(k * n, &mut rng));
+        // B transposed: packed into the thread's own buffer, the only per-thread state.
         let run = || {
             let mut c = vec![0.0f32; m * n];
-            matmul(isa, (m, n, k), &a, Op::T, &b, Op::N, &mut c, false);
+            matmul(isa, (m, n, k), &a, Op::T, &b, Op::T, &mut c, false);
             c
         };
+        // Here the buffer first holds a larger, different operand; there it starts empty.
+        let big = random(2 * k * n, &mut rng);
+        let mut scratch = vec![0.0f32; m * 2 * n];
+        matmul(
+            isa,
+            (m, 2 * n, k),
+            &a,
+            Op::T,
+            &big,
+            Op::T,
+            &mut scratch,
+            false,
+        );
         let here = run();
         let there = std::thread::scope(|s| s.spawn(run).join().unwrap());
         assert_eq!(here, there);
