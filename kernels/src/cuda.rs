@@ -259,6 +259,27 @@ impl Gpu {
         self.tensor_problem.as_deref()
     }
 
+    /// Ok where [`Math::Tf32`] runs here ([`Gpu::tensor_cores`]); else why not: the start-up
+    /// check's finding, or a device without TF32 tensor cores.
+    pub fn tf32_support(&self) -> Result<(), CudaError> {
+        if let Some(problem) = self.tensor_core_problem() {
+            return Err(CudaError::TensorCoreCheck {
+                device: self.name.clone(),
+                problem: problem.to_owned(),
+            });
+        }
+        if !self.tensor_cores() {
+            return Err(CudaError::Unsupported {
+                kernel: Math::Tf32.kernel(),
+                needs: "TF32 tensor cores (compute capability 8.0 or later)",
+                device: self.name.clone(),
+                major: self.compute_capability.0,
+                minor: self.compute_capability.1,
+            });
+        }
+        Ok(())
+    }
+
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
@@ -375,21 +396,7 @@ impl Gpu {
         (c, ldc): (&mut CudaViewMut<'_, f32>, usize),
     ) -> Result<(), CudaError> {
         if math == Math::Tf32 {
-            if let Some(problem) = self.tensor_core_problem() {
-                return Err(CudaError::TensorCoreCheck {
-                    device: self.name.clone(),
-                    problem: problem.to_owned(),
-                });
-            }
-            if !self.tensor_cores() {
-                return Err(CudaError::Unsupported {
-                    kernel: math.kernel(),
-                    needs: "TF32 tensor cores (compute capability 8.0 or later)",
-                    device: self.name.clone(),
-                    major: self.compute_capability.0,
-                    minor: self.compute_capability.1,
-                });
-            }
+            self.tf32_support()?;
         }
         self.launch_gemm(
             math,

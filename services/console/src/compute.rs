@@ -147,7 +147,7 @@ impl Compute {
                         job = %id,
                         gpu = lease.index(),
                         problem,
-                        "tensor-core kernel failed its start-up check; training in float32"
+                        "tensor-core kernel failed its start-up check: auto trains in float32 here, tf32 is refused"
                     );
                 }
                 let gpu_energy_start = self

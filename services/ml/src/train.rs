@@ -145,22 +145,10 @@ fn reduced_precision(precision: Precision, compute: &Compute) -> Result<Reduced,
             ));
         }
         (Precision::Tf32, Compute::Reference) => Reduced::Tf32,
-        (Precision::Tf32, Compute::Cuda(gpu)) if gpu.tensor_cores() => Reduced::Tf32,
-        (Precision::Tf32, Compute::Cuda(gpu)) => {
-            let (major, minor) = gpu.compute_capability();
-            return Err(invalid(match gpu.tensor_core_problem() {
-                Some(problem) => format!(
-                    "precision tf32: {}'s tensor-core kernel failed its start-up check \
-                     ({problem}); use auto or f32",
-                    gpu.name()
-                ),
-                None => format!(
-                    "precision tf32 needs TF32 tensor cores (compute capability 8.0 or later) \
-                     and {} has {major}.{minor} (use auto or f32)",
-                    gpu.name()
-                ),
-            }));
-        }
+        (Precision::Tf32, Compute::Cuda(gpu)) => match gpu.tf32_support() {
+            Ok(()) => Reduced::Tf32,
+            Err(e) => return Err(invalid(format!("precision tf32: {e} (use auto or f32)"))),
+        },
         (Precision::Tf32, _) => {
             return Err(invalid(
                 "precision tf32 is for GPUs with tensor cores; on the CPU use bf16, auto or f32",
